@@ -1,0 +1,192 @@
+"""Atomic artifact writes and resumable chunked arrays.
+
+Every artifact is written under a temporary name in its final folder and
+renamed into place, so an interrupted run never leaves a file that looks
+complete. Long computations write fixed-size chunks into a `.partial`
+folder beside the final file; a rerun with the same fingerprint reuses the
+finished chunks and computes only the missing ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laic_core.errors import LaicError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` on success.
+
+    On any exception (Ctrl-C included) the temporary file is removed and
+    `path` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual mode
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array))
+
+
+def load_npy(path: str | Path, *, mmap: bool = False) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
+    return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def save_parquet(path: str | Path, table: pd.DataFrame, meta: dict[str, Any] | None = None) -> None:
+    """Write a DataFrame as Parquet; `meta` is stored as JSON in the schema metadata."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if meta:
+        merged = dict(arrow.schema.metadata or {})
+        merged[b"laic"] = json.dumps(meta, sort_keys=True).encode()
+        arrow = arrow.replace_schema_metadata(merged)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+
+
+def load_parquet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
+    return pd.read_parquet(path)
+
+
+def load_parquet_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta` dict stored by `save_parquet` ({} when none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(b"laic")
+    return json.loads(raw) if raw else {}
+
+
+def save_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def load_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
+    return json.loads(path.read_text())
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable short hash of a JSON-serialisable description of some work."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ChunkedArray:
+    """A (n_rows, dim) array computed chunk by chunk, resumable across runs.
+
+    Chunks live in `<final>.partial/` as `chunk_<i>.npy`, each holding rows
+    `[i * chunk_size, (i + 1) * chunk_size)`. `key` fingerprints everything
+    the rows depend on (model, data, preprocessing); chunks written under a
+    different key are discarded rather than mixed in.
+    """
+
+    def __init__(self, final_path: str | Path, n_rows: int, chunk_size: int, key: str):
+        if n_rows < 0 or chunk_size < 1:
+            raise ValueError("n_rows must be >= 0 and chunk_size >= 1")
+        self.final_path = Path(final_path)
+        self.n_rows = n_rows
+        self.chunk_size = chunk_size
+        self.key = key
+        self.dir = self.final_path.with_name(self.final_path.name + ".partial")
+        self._prepare()
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_size)
+
+    def chunk_rows(self, i: int) -> range:
+        return range(i * self.chunk_size, min((i + 1) * self.chunk_size, self.n_rows))
+
+    def _chunk_path(self, i: int) -> Path:
+        return self.dir / f"chunk_{i:06d}.npy"
+
+    def _prepare(self) -> None:
+        stamp = self.dir / "KEY"
+        expected = f"{self.key} {self.n_rows} {self.chunk_size}"
+        if self.dir.exists() and (not stamp.is_file() or stamp.read_text() != expected):
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(expected)
+
+    def done(self) -> list[int]:
+        return [i for i in range(self.n_chunks) if self._chunk_path(i).is_file()]
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.n_chunks) if not self._chunk_path(i).is_file()]
+
+    def write_chunk(self, i: int, rows: np.ndarray) -> None:
+        expected = len(self.chunk_rows(i))
+        if rows.shape[0] != expected:
+            raise ValueError(f"chunk {i} needs {expected} rows, got {rows.shape[0]}")
+        save_npy(self._chunk_path(i), rows)
+
+    def read_chunk(self, i: int) -> np.ndarray:
+        return np.load(self._chunk_path(i))
+
+    def finite_rows(self) -> np.ndarray:
+        """(n_rows,) bool: rows that hold numbers (a NaN row marks an input that failed)."""
+        return np.concatenate(
+            [np.isfinite(self.read_chunk(i)).all(axis=1) for i in range(self.n_chunks)]
+            or [np.zeros(0, bool)]
+        )
+
+    def finalize(self, dtype: np.dtype | str = np.float32, keep: np.ndarray | None = None) -> np.ndarray:
+        """Concatenate all chunks into the final .npy (atomically); drop the chunks.
+
+        `keep` ((n_rows,) bool) selects the rows to keep. Streams chunk by
+        chunk into an .npy memmap so peak memory is one chunk, whatever the
+        total size.
+        """
+        missing = self.missing()
+        if missing:
+            raise RuntimeError(f"{len(missing)} chunk(s) still missing, first {missing[0]}")
+        if keep is None:
+            keep = np.ones(self.n_rows, bool)
+        if self.n_chunks == 0:
+            raise ValueError("nothing to finalize: the array has no rows")
+        width = self.read_chunk(0).shape[1:]
+        with atomic_path(self.final_path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(keep.sum()),) + width)
+            at = 0
+            for i in range(self.n_chunks):
+                rows = self.chunk_rows(i)
+                block = self.read_chunk(i)[keep[rows.start:rows.stop]]
+                out[at:at + len(block)] = block
+                at += len(block)
+            out.flush()
+            del out
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return np.load(self.final_path, mmap_mode="r")

@@ -1,0 +1,244 @@
+"""params.yaml -> typed, validated settings.
+
+`load_params` checks every key it knows and reports *all* problems in one
+error, so a user fixing a params file sees the whole list at once. Keys it
+does not know are errors too: a typo such as `relaton.tau` would otherwise
+silently fall back to the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints, Literal
+
+import yaml
+
+from laic_core.errors import LaicError
+
+# TAC's seven noun templates (Li et al., ICML 2024).
+DEFAULT_TEMPLATES = [
+    "A photo of a {}.",
+    "A photo of the {}.",
+    "A blurry photo of a {}.",
+    "A photo of a small {}.",
+    "A photo of a large {}.",
+    "A cropped photo of a {}.",
+    "A good photo of a {}.",
+]
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    kind: Literal["torchvision", "imagefolder", "manifest"] = "torchvision"
+    name: str = "cifar10"
+    root: str = "data/raw/cifar10"
+    fit_split: str = "train"
+    eval_split: str = "test"
+    num_clusters: int = 10
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str = "ViT-B-32"
+    pretrained: str = "openai"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    num_workers: int = 4
+    chunk_size: int = 4096
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+@dataclass(frozen=True)
+class VocabParams:
+    source: str = "wordnet"
+    templates: list = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    batch_size: int = 1024
+    chunk_size: int = 8192
+
+
+@dataclass(frozen=True)
+class NounsParams:
+    filter: Literal["tac", "none"] = "tac"
+    gamma: int = 5
+    images_per_group: int = 300
+    tau: float = 1.0
+
+
+@dataclass(frozen=True)
+class RelationParams:
+    kind: Literal["softmax", "ridge"] = "softmax"
+    tau: float = 0.005
+    ridge_lambda: float = 1.0
+    topk: int = 0
+
+
+@dataclass(frozen=True)
+class NeighborsParams:
+    k: int = 10
+    min_agreement: float = 1.0
+    method: Literal["exact", "faiss"] = "exact"
+
+
+@dataclass(frozen=True)
+class CentersParams:
+    n_ctx: int = 4
+    tau: float = 0.01
+    epochs: int = 50
+    entropy_weight: float = 5.0
+    ce_weight: float = 0.0
+    lr: float = 0.002
+    batch_size: int = 512
+    init_template: str = "a photo of a {}."
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    purity_ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    embed: EmbedParams = field(default_factory=EmbedParams)
+    vocab: VocabParams = field(default_factory=VocabParams)
+    nouns: NounsParams = field(default_factory=NounsParams)
+    relation: RelationParams = field(default_factory=RelationParams)
+    neighbors: NeighborsParams = field(default_factory=NeighborsParams)
+    centers: CentersParams = field(default_factory=CentersParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+
+# Range checks beyond the type: (section, key) -> (predicate, what is allowed).
+_RANGES = {
+    ("", "seed"): (lambda v: v >= 0, "a non-negative integer"),
+    ("dataset", "num_clusters"): (lambda v: v >= 2, "an integer >= 2"),
+    ("model", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("embed", "num_workers"): (lambda v: v >= 0, "an integer >= 0"),
+    ("embed", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("vocab", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("vocab", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("vocab", "templates"): (
+        lambda v: len(v) > 0 and all(isinstance(t, str) and t.count("{}") == 1 for t in v),
+        "a non-empty list of strings, each with exactly one '{}' where the noun goes",
+    ),
+    ("nouns", "gamma"): (lambda v: v >= 1, "an integer >= 1"),
+    ("nouns", "images_per_group"): (lambda v: v >= 1, "an integer >= 1"),
+    ("nouns", "tau"): (lambda v: v > 0, "a number > 0"),
+    ("relation", "tau"): (lambda v: v > 0, "a number > 0"),
+    ("relation", "ridge_lambda"): (lambda v: v > 0, "a number > 0"),
+    ("relation", "topk"): (lambda v: v >= 0, "an integer >= 0 (0 chooses automatically)"),
+    ("neighbors", "k"): (lambda v: v >= 1, "an integer >= 1"),
+    ("neighbors", "min_agreement"): (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("centers", "n_ctx"): (lambda v: v >= 1, "an integer >= 1"),
+    ("centers", "tau"): (lambda v: v > 0, "a number > 0"),
+    ("centers", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
+    ("centers", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
+    ("centers", "ce_weight"): (lambda v: v >= 0, "a number >= 0"),
+    ("centers", "lr"): (lambda v: v > 0, "a number > 0"),
+    ("centers", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("centers", "init_template"): (lambda v: v.count("{}") == 1, "a string with exactly one '{}'"),
+    ("evaluate", "purity_ks"): (
+        lambda v: len(v) > 0 and all(isinstance(k, int) and k >= 1 for k in v),
+        "a non-empty list of integers >= 1",
+    ),
+}
+
+
+def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
+    """Coerce one YAML value to its declared type, or record why it cannot be."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            errors.append(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{where}: {value!r} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{where}: {value!r} must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{where}: {value!r} must be a number")
+            return value
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            errors.append(f"{where}: {value!r} must be a string")
+            return value
+        return str(value)
+    if hint is list:
+        if not isinstance(value, list):
+            errors.append(f"{where}: {value!r} must be a list")
+        return value
+    raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
+
+
+def _build(cls: type, raw: dict, section: str, errors: list[str]) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            where = f"{section}.{key}" if section else key
+            errors.append(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        where = f"{section}.{f.name}" if section else f.name
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            sub = raw[f.name]
+            if not isinstance(sub, dict):
+                errors.append(f"{where}: must be a section (a mapping of keys), got {sub!r}")
+                continue
+            values[f.name] = _build(hint, sub, f.name, errors)
+            continue
+        n_before = len(errors)
+        value = _check_value(where, raw[f.name], hint, errors)
+        check = _RANGES.get((section, f.name))
+        if check and len(errors) == n_before and not check[0](value):
+            errors.append(f"{where}: {value!r} must be {check[1]}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def params_from_dict(raw: dict | None, source: str = "params") -> Params:
+    """Validate a params mapping; one LaicError lists every bad key."""
+    errors: list[str] = []
+    params = _build(Params, raw or {}, "", errors)
+    if errors:
+        raise LaicError(
+            f"{source} has {len(errors)} invalid setting(s):\n  - " + "\n  - ".join(errors)
+        )
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: parameters file not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise LaicError(f"{path}: not valid YAML ({exc})") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise LaicError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
+    return params_from_dict(raw, str(path))
+
+
+def params_to_dict(params: Params) -> dict:
+    return dataclasses.asdict(params)

@@ -1,0 +1,400 @@
+"""Dataset registry: `dataset.kind` + name/root/splits -> (fit split, eval split).
+
+An `ImageSplit` is an ordered list of images with optional integer labels
+(-1 where unknown) and class names. It loads raw PIL images by index and
+says where each came from; decoding problems surface per image so the
+caller can fail with the file's name or skip it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from laic_core.errors import LaicError
+
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+)
+
+# CIFAR-100 fine label -> one of the 20 standard super-classes (the map
+# every CIFAR-20 clustering result uses; CIFAR-100's own coarse labels).
+CIFAR100_TO_20 = np.array([
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+])
+CIFAR20_CLASSES = [
+    "aquatic mammals", "fish", "flowers", "food containers", "fruit and vegetables",
+    "household electrical devices", "household furniture", "insects", "large carnivores",
+    "large man-made outdoor things", "large natural outdoor scenes",
+    "large omnivores and herbivores", "medium-sized mammals", "non-insect invertebrates",
+    "people", "reptiles", "small mammals", "trees", "vehicles", "other vehicles",
+]
+
+# ImageNet subsets used by the clustering literature (class lists over ImageNet-1K).
+IMAGENET10_WNIDS = [
+    "n02056570", "n02085936", "n02128757", "n02690373", "n02692877",
+    "n03095699", "n04254680", "n04285008", "n04467665", "n07747607",
+]
+IMAGENET_DOGS_WNIDS = [
+    "n02085936", "n02086646", "n02088238", "n02091467", "n02097130",
+    "n02099601", "n02101388", "n02101556", "n02102177", "n02105056",
+    "n02105412", "n02105855", "n02107142", "n02110958", "n02112137",
+]
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB, fully decoded.
+
+    Grayscale, palette and CMYK convert directly; 16-bit and 32-bit integer
+    images are rescaled to 8 bits (PIL's own conversion would clip them);
+    images with transparency are composited over white rather than having
+    their hidden colour channels exposed.
+    """
+    img.load()  # decode now, so truncated files fail here and not later
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+class ImageSplit:
+    """An ordered list of images of one split; subclasses say how to load them."""
+
+    name: str
+    labels: np.ndarray | None  # (N,) int64, -1 where unknown; None when no label at all
+    class_names: list[str] | None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load_image(self, i: int) -> Image.Image:
+        raise NotImplementedError
+
+    def source(self, i: int) -> str:
+        """Where image i came from: a file path, or `<dataset>:<split>[i]`."""
+        raise NotImplementedError
+
+    def sources(self) -> list[str]:
+        return [self.source(i) for i in range(len(self))]
+
+    def identity(self) -> dict[str, Any]:
+        """What the embeddings of this split depend on, for resumable work."""
+        raise NotImplementedError
+
+
+class FileSplit(ImageSplit):
+    """Images stored as files (ImageFolder trees and manifests)."""
+
+    def __init__(self, name: str, paths: list[Path], labels: np.ndarray | None,
+                 class_names: list[str] | None):
+        self.name = name
+        self.paths = [str(p) for p in paths]
+        self.labels = labels
+        self.class_names = class_names
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, i: int) -> Image.Image:
+        return Image.open(self.paths[i])
+
+    def source(self, i: int) -> str:
+        return self.paths[i]
+
+    def sources(self) -> list[str]:
+        return list(self.paths)
+
+    def identity(self) -> dict[str, Any]:
+        stats = []
+        for p in self.paths:
+            try:
+                st = os.stat(p)
+                stats.append((p, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append((p, -1, -1))
+        return {"kind": "files", "name": self.name, "files": stats}
+
+
+class TorchvisionSplit(ImageSplit):
+    """A split of a torchvision dataset (images decoded by torchvision)."""
+
+    def __init__(self, name: str, split: str, dataset: Any, labels: np.ndarray | None,
+                 class_names: list[str] | None):
+        self.name = f"{name}:{split}"
+        self.dataset = dataset
+        self.labels = labels
+        self.class_names = class_names
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def load_image(self, i: int) -> Image.Image:
+        return self.dataset[i][0]
+
+    def source(self, i: int) -> str:
+        return f"{self.name}[{i}]"
+
+    def sources(self) -> list[str]:
+        return [f"{self.name}[{i}]" for i in range(len(self))]
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "torchvision", "name": self.name, "n": len(self)}
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+def _targets(ds: Any) -> np.ndarray | None:
+    for attr in ("targets", "labels", "_labels"):
+        values = getattr(ds, attr, None)
+        if values is not None and len(values) == len(ds):
+            return np.asarray(values, dtype=np.int64)
+    return None
+
+
+def _torchvision_spec(name: str):
+    """name -> (constructor(root, split, download), allowed splits, post-process)."""
+    from torchvision import datasets as tvd
+
+    def cifar(cls):
+        return lambda root, split, download: cls(root, train=split == "train", download=download)
+
+    specs = {
+        "cifar10": (cifar(tvd.CIFAR10), ("train", "test")),
+        "cifar100": (cifar(tvd.CIFAR100), ("train", "test")),
+        "cifar20": (cifar(tvd.CIFAR100), ("train", "test")),
+        "stl10": (lambda r, s, d: tvd.STL10(r, split=s, download=d), ("train", "test")),
+        "dtd": (lambda r, s, d: tvd.DTD(r, split=s, download=d), ("train", "val", "test")),
+        "food101": (lambda r, s, d: tvd.Food101(r, split=s, download=d), ("train", "test")),
+        "flowers102": (lambda r, s, d: tvd.Flowers102(r, split=s, download=d), ("train", "val", "test")),
+        "pets": (lambda r, s, d: tvd.OxfordIIITPet(r, split=s, download=d), ("trainval", "test")),
+    }
+    return specs.get(name)
+
+
+TORCHVISION_NAMES = ("cifar10", "cifar20", "cifar100", "stl10", "dtd", "food101", "flowers102", "pets")
+IMAGENET_NAMES = ("imagenet", "imagenet10", "imagenet_dogs")
+
+
+def _torchvision_split(name: str, root: Path, split: str, download: bool) -> ImageSplit:
+    spec = _torchvision_spec(name)
+    make, splits = spec
+    if split not in splits:
+        raise LaicError(
+            f"dataset split {split!r} does not exist for {name}; choose one of {', '.join(splits)} "
+            "(dataset.fit_split / dataset.eval_split)"
+        )
+    try:
+        ds = make(str(root), split, download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted..."
+        hint = (
+            "the download failed; check the network, or download it elsewhere and place it in "
+            f"dataset.root ({root})" if download else
+            f"set dataset.download: true, or place the {name} files in dataset.root ({root})"
+        )
+        raise LaicError(f"dataset {name} ({split}) not found in {root}: {hint} [{exc}]") from exc
+    except OSError as exc:  # network errors during download
+        raise LaicError(
+            f"dataset {name}: could not download into {root} ({exc}); without network access, "
+            f"download it elsewhere and place it in dataset.root"
+        ) from exc
+    labels = _targets(ds)
+    classes = list(getattr(ds, "classes", None) or []) or None
+    if name == "cifar20":
+        labels = CIFAR100_TO_20[labels] if labels is not None else None
+        classes = list(CIFAR20_CLASSES)
+    if classes is not None:
+        classes = [c.replace("_", " ") for c in classes]
+    return TorchvisionSplit(name, split, ds, labels, classes)
+
+
+# ---------------------------------------------------------------- files
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
+                  name: str | None = None) -> FileSplit:
+    """Images under root/split (or root itself for split 'all').
+
+    When every image sits in a first-level sub-folder, that sub-folder is
+    its class; otherwise the split has no labels.
+    """
+    folder = root if split == "all" else root / split
+    if not root.exists():
+        raise LaicError(f"dataset.root: {root} does not exist; point it at your image folder")
+    if not folder.is_dir():
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise LaicError(
+            f"dataset split folder {folder} does not exist; set dataset.fit_split/eval_split to a "
+            f"sub-folder of {root} ({', '.join(subdirs[:10]) or 'it has none'}) or to 'all' for {root} itself"
+        )
+    if wnids is not None:
+        missing = [w for w in wnids if not (folder / w).is_dir()]
+        if missing:
+            raise LaicError(
+                f"{folder}: missing class folders {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''}; dataset {name} needs ImageNet laid out as "
+                "<root>/<split>/<wnid>/*.JPEG"
+            )
+        paths = []
+        labels = []
+        for c, wnid in enumerate(wnids):
+            found = sorted(p for p in (folder / wnid).rglob("*") if p.is_file() and _is_image_file(p))
+            paths += found
+            labels += [c] * len(found)
+        if not paths:
+            raise LaicError(f"{folder}: no images found in the class folders of {name}")
+        return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), list(wnids))
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    paths = [p for p in files if _is_image_file(p)]
+    ignored = len(files) - len(paths)
+    if not paths:
+        raise LaicError(
+            f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+            f"{f'; ignored {ignored} other file(s)' if ignored else ''}); check dataset.root and the split"
+        )
+    rel = [p.relative_to(folder) for p in paths]
+    if all(len(r.parts) >= 2 for r in rel):
+        class_names = sorted({r.parts[0] for r in rel})
+        index = {c: i for i, c in enumerate(class_names)}
+        labels = np.asarray([index[r.parts[0]] for r in rel], dtype=np.int64)
+    else:
+        class_names, labels = None, None
+    return FileSplit(str(folder), paths, labels, class_names)
+
+
+def _read_manifest(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise LaicError(f"dataset.root: manifest {path} does not exist")
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        else:
+            raise LaicError(f"dataset.root: manifest {path} must be a .csv, .tsv or .parquet file")
+    except LaicError:
+        raise
+    except Exception as exc:
+        raise LaicError(f"dataset.root: cannot read manifest {path} ({exc})") from exc
+    if "path" not in table.columns:
+        raise LaicError(
+            f"{path}: manifest needs a 'path' column (found: {', '.join(map(str, table.columns))}); "
+            "optional columns: 'label', 'split'"
+        )
+    return table
+
+
+def _manifest_split(path: Path, split: str) -> FileSplit:
+    table = _read_manifest(path)
+    if "split" in table.columns and split != "all":
+        known = sorted(map(str, table["split"].dropna().unique()))
+        rows = table[table["split"].astype(str) == split]
+        if rows.empty:
+            raise LaicError(
+                f"{path}: no rows with split == {split!r} (splits present: {', '.join(known)}); "
+                "set dataset.fit_split/eval_split to one of them or to 'all'"
+            )
+    else:
+        rows = table
+    if rows.empty:
+        raise LaicError(f"{path}: the manifest lists no images")
+    base = path.parent
+    paths = []
+    for row_no, p in zip(rows.index, rows["path"]):
+        if not isinstance(p, str) or not p:
+            raise LaicError(f"{path}: row {row_no + 2} has an empty path")
+        full = Path(p) if Path(p).is_absolute() else base / p
+        if not full.is_file():
+            raise LaicError(
+                f"{path}: row {row_no + 2} names {p}, which does not exist (resolved to {full}); "
+                "paths are relative to the manifest's folder unless absolute"
+            )
+        paths.append(full)
+    labels = class_names = None
+    if "label" in table.columns:
+        all_labels = table["label"]
+        if all_labels.isna().all():
+            pass
+        elif np.issubdtype(all_labels.dtype, np.number) and not all_labels.dropna().map(float).map(
+            float.is_integer).all():
+            raise LaicError(f"{path}: the 'label' column must hold integers or class names")
+        else:
+            # Class ids from the whole manifest, so fit and eval splits agree.
+            names = sorted(all_labels.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+            index = {v: i for i, v in enumerate(names)}
+            labels = np.asarray([index.get(v, -1) if v == v else -1 for v in rows["label"]], np.int64)
+            class_names = [str(v) for v in names]
+    return FileSplit(str(path), paths, labels, class_names)
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass
+class DatasetSplits:
+    fit: ImageSplit
+    eval: ImageSplit
+    same: bool  # fit and eval are the same images (transductive use)
+
+
+KINDS = ("torchvision", "imagefolder", "manifest")
+
+
+def load_split(kind: str, name: str, root: str | Path, split: str, *, download: bool = True) -> ImageSplit:
+    """One split of a dataset from the registry."""
+    root = Path(root)
+    if kind == "torchvision":
+        if name in IMAGENET_NAMES:
+            wnids = {"imagenet10": IMAGENET10_WNIDS, "imagenet_dogs": IMAGENET_DOGS_WNIDS}.get(name)
+            return _folder_split(root, split, wnids=wnids, name=name)
+        if name not in TORCHVISION_NAMES:
+            raise LaicError(
+                f"dataset.name: unknown dataset {name!r}; known: {', '.join(TORCHVISION_NAMES + IMAGENET_NAMES)} "
+                "(or use dataset.kind: imagefolder / manifest for your own images)"
+            )
+        return _torchvision_split(name, root, split, download)
+    if kind == "imagefolder":
+        return _folder_split(root, split)
+    if kind == "manifest":
+        return _manifest_split(root, split)
+    raise LaicError(f"dataset.kind: {kind!r} is not one of {', '.join(KINDS)}")
+
+
+def load_dataset(kind: str, name: str, root: str | Path, fit_split: str, eval_split: str,
+                 *, download: bool = True) -> DatasetSplits:
+    """The fit and eval splits a run uses (the same object when they coincide)."""
+    fit = load_split(kind, name, root, fit_split, download=download)
+    if eval_split == fit_split:
+        return DatasetSplits(fit, fit, True)
+    return DatasetSplits(fit, load_split(kind, name, root, eval_split, download=download), False)

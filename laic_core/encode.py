@@ -1,0 +1,161 @@
+"""Encode images and texts with a CLIP model, batched and resumable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from laic_core.artifacts import ChunkedArray
+from laic_core.datasets import ImageSplit, to_rgb
+from laic_core.errors import LaicError
+from laic_core.models import ClipBundle
+from laic_core.text_tower import TextTower, encode_token_batches
+
+
+class _Images(Dataset):
+    """Preprocessed images of `split` at `indices`; a failed decode yields its error text."""
+
+    def __init__(self, split: ImageSplit, indices: Sequence[int], preprocess: Callable):
+        self.split = split
+        self.indices = list(indices)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        i = self.indices[j]
+        try:
+            return self.preprocess(to_rgb(self.split.load_image(i))), i, ""
+        except Exception as exc:  # any decoder failure is reported per file
+            return None, i, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _collate(items):
+    good = [x for x, _, err in items if not err]
+    batch = torch.stack(good) if good else None
+    return batch, [i for _, i, _ in items], [err for _, _, err in items]
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr,
+                disable=None, smoothing=0.1)
+
+
+def encode_images(
+    bundle: ClipBundle,
+    split: ImageSplit,
+    out: ChunkedArray,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 4,
+    on_error: str = "fail",
+    desc: str = "embed",
+) -> list[tuple[int, str]]:
+    """Encode every image of `split` into the missing chunks of `out`.
+
+    Rows are L2-normalised float32 CLIP image embeddings, in split order.
+    Only chunks not already on disk are computed, so an interrupted run
+    resumes where it stopped. With `on_error="skip"` an image that fails to
+    decode gets a NaN row (dropped when the array is finalised) and is
+    returned in the list of `(index, reason)`; with `"fail"` the first such
+    image raises a LaicError naming the file.
+    """
+    if on_error not in ("fail", "skip"):
+        raise LaicError(f"embed.on_error: {on_error!r} must be 'fail' or 'skip'")
+    missing = out.missing()
+    indices = [i for c in missing for i in out.chunk_rows(c)]
+    failures: list[tuple[int, str]] = []
+    if not indices:
+        return failures
+    loader = DataLoader(
+        _Images(split, indices, bundle.preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=bundle.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    model = bundle.model
+    dim = image_embedding_dim(bundle)
+    pending: dict[int, np.ndarray] = {}  # chunk id -> rows being filled
+    filled: dict[int, int] = {}
+    started = time.perf_counter()
+    with _progress(len(indices), desc) as bar, torch.inference_mode():
+        for batch, idx, errors in loader:
+            feats = np.full((len(idx), dim), np.nan, dtype=np.float32)
+            ok = np.array([not e for e in errors])
+            if not ok.all():
+                for i, err in zip(idx, errors):
+                    if not err:
+                        continue
+                    src = split.source(i)
+                    if on_error == "fail":
+                        raise LaicError(
+                            f"{src}: cannot read image ({err}). Fix or remove the file, "
+                            "or set embed.on_error: skip to record and skip unreadable images."
+                        )
+                    failures.append((i, err))
+                    bar.write(f"skipped {src}: {err}")
+            if batch is not None:
+                x = batch.to(bundle.device, dtype=bundle.dtype, non_blocking=True)
+                f = F.normalize(model.encode_image(x).float(), dim=-1)
+                feats[ok] = f.cpu().numpy()
+            for i, row in zip(idx, feats):
+                c = i // out.chunk_size
+                if c not in pending:
+                    pending[c] = np.empty((len(out.chunk_rows(c)), feats.shape[1]), np.float32)
+                    filled[c] = 0
+                pending[c][i - c * out.chunk_size] = row
+                filled[c] += 1
+                if filled[c] == len(pending[c]):
+                    out.write_chunk(c, pending.pop(c))
+            bar.update(len(idx))
+    seconds = time.perf_counter() - started
+    print(f"{desc}: encoded {len(indices)} images in {seconds:.1f}s "
+          f"({len(indices) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
+    return failures
+
+
+def image_embedding_dim(bundle: ClipBundle) -> int:
+    """The model's image-embedding width (read off the tower, else one dummy forward)."""
+    visual = bundle.model.visual
+    dim = getattr(visual, "output_dim", None)
+    if dim is None:
+        size = getattr(visual, "image_size", 224)
+        size = size if isinstance(size, (tuple, list)) else (size, size)
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, *size, device=bundle.device, dtype=bundle.dtype)
+            dim = bundle.model.encode_image(x).shape[-1]
+    return int(dim)
+
+
+def encode_texts(
+    bundle: ClipBundle,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 1024,
+    truncate: bool = True,
+) -> np.ndarray:
+    """(len(texts),) strings -> (len(texts), D) float32 L2-normalised text embeddings.
+
+    Uses exact dynamic truncation where the text tower allows it
+    (see `laic_core.text_tower`).
+    """
+    if len(texts) == 0:
+        raise ValueError("no texts to encode")
+    tokens = bundle.tokenizer(list(texts))
+    tower = TextTower(bundle.model)
+    return encode_token_batches(
+        tower, tokens, batch_size=batch_size, device=bundle.device, truncate=truncate
+    ).numpy()

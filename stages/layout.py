@@ -1,0 +1,25 @@
+"""Where each stage's artifacts live (mirrored by the deps/outs in dvc.yaml)."""
+
+from pathlib import Path
+
+DATA = Path("data")
+FEATURES = DATA / "features"
+VOCAB = DATA / "vocab"
+NOUNS = DATA / "nouns"
+RELATION = DATA / "relation"
+NEIGHBORS = DATA / "neighbors"
+CENTERS = DATA / "centers"
+ZEROSHOT = DATA / "zeroshot"
+METRICS = Path("metrics")
+PLOTS = METRICS / "plots"
+ROLES = ("fit", "eval")
+
+
+def features(role: str) -> Path:
+    """(N, d) float32 L2-normalised image embeddings of the fit or eval split."""
+    return FEATURES / f"{role}.npy"
+
+
+def features_meta(role: str) -> Path:
+    """One row per embedded image: row, source, label (when known)."""
+    return FEATURES / f"{role}.parquet"

@@ -1,0 +1,210 @@
+"""The embed stage: shapes, order, determinism, resumption and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from laic_core.artifacts import ChunkedArray, load_parquet_meta
+from laic_core.datasets import to_rgb
+from laic_core.errors import LaicError
+from tests.conftest import make_image_tree
+
+
+def write_params(folder: Path, config: Path, **dataset) -> Path:
+    params = {
+        "dataset": {"kind": "imagefolder", "root": "images", "fit_split": "all",
+                    "eval_split": "all", "num_clusters": 3, **dataset},
+        "model": {"name": str(config), "pretrained": "none", "device": "cpu", "batch_size": 5},
+        "embed": {"num_workers": 0, "chunk_size": 4},
+    }
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, tiny_config):
+    """A working folder with an image tree and params for the tiny model."""
+    monkeypatch.chdir(tmp_path)
+    make_image_tree(tmp_path / "images", classes=3, per_class=5)
+    write_params(tmp_path, tiny_config)
+    return tmp_path
+
+
+def run_embed():
+    from stages.embed import main
+
+    main(Path("params.yaml"))
+
+
+def test_embed_shapes_norms_order_and_determinism(project, tiny_bundle):
+    run_embed()
+    feats = np.load("data/features/fit.npy")
+    meta = pd.read_parquet("data/features/fit.parquet")
+    assert feats.shape == (15, 32) and feats.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    assert list(meta["row"]) == list(range(15))
+    assert list(meta["label"]) == [0] * 5 + [1] * 5 + [2] * 5
+    # Row i is the embedding of the file named in row i of the metadata.
+    for i in (0, 7, 14):
+        img = tiny_bundle.preprocess(to_rgb(Image.open(meta["source"][i])))[None]
+        with torch.inference_mode():
+            ref = torch.nn.functional.normalize(tiny_bundle.model.encode_image(img), dim=-1)
+        np.testing.assert_allclose(feats[i], ref[0].numpy(), atol=1e-5)
+    # fit == eval split: the eval files are the same rows.
+    np.testing.assert_array_equal(np.load("data/features/eval.npy"), feats)
+    # A second run gives identical output.
+    run_embed()
+    np.testing.assert_array_equal(np.load("data/features/fit.npy"), feats)
+    assert not list(Path("data/features").glob("*.partial"))
+
+
+def test_interrupted_embed_resumes_only_the_remainder(project, monkeypatch):
+    run_embed()
+    reference = np.load("data/features/fit.npy")
+    for f in Path("data/features").iterdir():
+        f.unlink()
+
+    original_write = ChunkedArray.write_chunk
+    written = []
+
+    def crash_after_two(self, i, rows):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(i)
+        original_write(self, i, rows)
+
+    monkeypatch.setattr(ChunkedArray, "write_chunk", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_embed()
+    # Nothing that looks complete was left behind.
+    assert not Path("data/features/fit.npy").exists()
+    assert written == [0, 1]
+
+    monkeypatch.setattr(ChunkedArray, "write_chunk", original_write)
+    from laic_core import datasets
+
+    loaded = []
+    original_load = datasets.FileSplit.load_image
+
+    def counting_load(self, i):
+        loaded.append(i)
+        return original_load(self, i)
+
+    monkeypatch.setattr(datasets.FileSplit, "load_image", counting_load)
+    run_embed()
+    # Chunks 0 and 1 (rows 0-7) were on disk; only rows 8-14 were encoded again.
+    assert sorted(loaded) == list(range(8, 15))
+    np.testing.assert_array_equal(np.load("data/features/fit.npy"), reference)
+
+
+def test_stale_chunks_from_another_model_are_discarded(tmp_path):
+    a = ChunkedArray(tmp_path / "x.npy", 10, 4, key="model-a")
+    a.write_chunk(0, np.ones((4, 2), np.float32))
+    assert a.missing() == [1, 2]
+    b = ChunkedArray(tmp_path / "x.npy", 10, 4, key="model-b")
+    assert b.missing() == [0, 1, 2]
+
+
+def _bad_files():
+    png = Path(__file__)  # any text file serves as a non-image
+    return {
+        "zero.png": b"",
+        "notes.jpg": png.read_bytes()[:200],
+        "corrupt.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+    }
+
+
+@pytest.mark.parametrize("name", ["zero.png", "notes.jpg", "corrupt.png", "truncated.jpg"])
+def test_unreadable_image_fails_with_its_name(project, name):
+    target = project / "images" / "class_1" / name
+    if name == "truncated.jpg":
+        buf = project / "full.jpg"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buf)
+        target.write_bytes(buf.read_bytes()[:600])
+    else:
+        target.write_bytes(_bad_files()[name])
+    with pytest.raises(LaicError) as err:
+        run_embed()
+    assert name in str(err.value)
+    assert "embed.on_error: skip" in str(err.value)
+    assert not Path("data/features/fit.npy").exists()
+
+
+def test_skip_records_unreadable_images_and_goes_on(project, tiny_config):
+    (project / "images" / "class_0" / "zero.png").write_bytes(b"")
+    write_params(project, tiny_config)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["embed"]["on_error"] = "skip"
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_embed()
+    feats = np.load("data/features/fit.npy")
+    meta = pd.read_parquet("data/features/fit.parquet")
+    assert feats.shape[0] == len(meta) == 15
+    assert np.isfinite(feats).all()
+    skipped = load_parquet_meta("data/features/fit.parquet")["skipped"]
+    assert len(skipped) == 1 and skipped[0].endswith("zero.png")
+    assert not any(s.endswith("zero.png") for s in meta["source"])
+
+
+def test_unusual_modes_are_converted_not_rejected(project):
+    folder = project / "images" / "class_2"
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 255, (24, 24, 3), np.uint8))
+    rgb.convert("L").save(folder / "gray.png")
+    rgb.convert("P").save(folder / "palette.png")
+    rgb.convert("CMYK").save(folder / "cmyk.jpg")
+    rgb.convert("RGBA").save(folder / "alpha.png")
+    rgb.convert("LA").save(folder / "gray_alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (24, 24), np.uint16)).save(folder / "deep16.png")
+    run_embed()
+    meta = pd.read_parquet("data/features/fit.parquet")
+    assert len(meta) == 21
+    assert np.isfinite(np.load("data/features/fit.npy")).all()
+
+
+def test_to_rgb_rescales_16_bit_and_composites_alpha():
+    deep = Image.fromarray(np.full((2, 2), 65535, np.uint16))
+    assert np.asarray(to_rgb(deep)).min() == 255
+    half = Image.fromarray(np.full((2, 2), 32896, np.uint16))
+    assert abs(int(np.asarray(to_rgb(half))[0, 0, 0]) - 128) <= 1
+    clear = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert np.asarray(to_rgb(clear)).min() == 255  # transparent -> white background
+    for mode in ("L", "P", "CMYK", "LA", "1"):
+        assert to_rgb(Image.new(mode, (3, 3))).mode == "RGB"
+
+
+def test_empty_folder_and_missing_root(tmp_path, monkeypatch, tiny_config):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "README.txt").write_text("not an image")
+    write_params(tmp_path, tiny_config)
+    with pytest.raises(LaicError, match=r"images: no images found.*ignored 1 other file"):
+        run_embed()
+    write_params(tmp_path, tiny_config, root="nowhere")
+    with pytest.raises(LaicError, match=r"dataset.root: nowhere does not exist"):
+        run_embed()
+
+
+def test_unknown_dataset_name(tmp_path, monkeypatch, tiny_config):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_config, kind="torchvision", name="cifar11")
+    with pytest.raises(LaicError, match=r"dataset.name: unknown dataset 'cifar11'.*cifar10"):
+        run_embed()
+
+
+def test_manifest_with_missing_path(project, tiny_config):
+    rows = [{"path": "images/class_0/img_0.png", "label": "a"},
+            {"path": "images/class_0/gone.png", "label": "b"}]
+    pd.DataFrame(rows).to_csv(project / "manifest.csv", index=False)
+    write_params(project, tiny_config, kind="manifest", root="manifest.csv")
+    with pytest.raises(LaicError) as err:
+        run_embed()
+    assert "manifest.csv" in str(err.value) and "gone.png" in str(err.value) and "row 3" in str(err.value)
