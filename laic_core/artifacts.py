@@ -190,3 +190,28 @@ class ChunkedArray:
             del out
         shutil.rmtree(self.dir, ignore_errors=True)
         return np.load(self.final_path, mmap_mode="r")
+
+
+def save_matrix(path: str | Path, matrix: Any) -> None:
+    """Save a dense ndarray or a scipy.sparse matrix as .npz (atomically)."""
+    import scipy.sparse as sp
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            if sp.issparse(matrix):
+                sp.save_npz(fh, sp.csr_matrix(matrix), compressed=False)
+            else:
+                np.savez(fh, dense=np.ascontiguousarray(matrix))
+
+
+def load_matrix(path: str | Path) -> Any:
+    """The dense ndarray or scipy.sparse CSR matrix saved by `save_matrix`."""
+    import scipy.sparse as sp
+
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
+    with np.load(path, allow_pickle=False) as data:
+        if "dense" in data.files:
+            return data["dense"]
+    return sp.load_npz(path).tocsr()
