@@ -16,17 +16,8 @@ from typing import Any, get_args, get_origin, get_type_hints, Literal
 import yaml
 
 from laic_core.errors import LaicError
+from laic_core.vocab import DEFAULT_TEMPLATES
 
-# TAC's seven noun templates (Li et al., ICML 2024).
-DEFAULT_TEMPLATES = [
-    "A photo of a {}.",
-    "A photo of the {}.",
-    "A blurry photo of a {}.",
-    "A photo of a small {}.",
-    "A photo of a large {}.",
-    "A cropped photo of a {}.",
-    "A good photo of a {}.",
-]
 
 
 @dataclass(frozen=True)
