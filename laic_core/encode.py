@@ -16,6 +16,7 @@ from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
 from laic_core.text_tower import TextTower, encode_token_batches
+from laic_core.vocab import expand_templates
 
 
 class _Images(Dataset):
@@ -159,3 +160,36 @@ def encode_texts(
     return encode_token_batches(
         tower, tokens, batch_size=batch_size, device=bundle.device, truncate=truncate
     ).numpy()
+
+
+def distinct_token_rows(tokens: torch.Tensor) -> np.ndarray:
+    """Indices of the first occurrence of each distinct token row, in input order.
+
+    tokens: (M, L) int64. Two nouns with the same tokens get the same
+    embedding under every template, so only one of them is worth keeping.
+    """
+    _, first = np.unique(tokens.numpy(), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def ensemble_mean(features: torch.Tensor, n_templates: int) -> torch.Tensor:
+    """(M * P, d) unit rows, noun-major -> (M, d): mean over the P templates, renormalised."""
+    per_noun = features.reshape(-1, n_templates, features.shape[-1]).mean(dim=1)
+    return torch.nn.functional.normalize(per_noun, dim=-1)
+
+
+def encode_nouns(
+    bundle: ClipBundle,
+    tower: TextTower,
+    nouns: Sequence[str],
+    templates: Sequence[str],
+    *,
+    batch_size: int = 1024,
+    truncate: bool = True,
+) -> np.ndarray:
+    """(M,) nouns -> (M, d) float32: mean of the normalised template embeddings, renormalised."""
+    prompts = expand_templates(list(nouns), list(templates))
+    feats = encode_token_batches(
+        tower, bundle.tokenizer(prompts), batch_size=batch_size, device=bundle.device, truncate=truncate
+    )
+    return ensemble_mean(feats, len(templates)).numpy()

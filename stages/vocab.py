@@ -1,0 +1,75 @@
+"""vocab: text embeddings of every noun under the template ensemble.
+
+Depends only on the model, the vocabulary and the templates, so it is
+computed once per model and shared by every dataset and experiment. Writes
+data/vocab/nouns.parquet (noun) and data/vocab/text.npy ((M, d) float32,
+L2-normalised; row j embeds noun j). Resumable in chunks of nouns.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
+from laic_core.config import load_params
+from laic_core.encode import distinct_token_rows, encode_nouns
+from laic_core.models import load_clip
+from laic_core.text_tower import TextTower
+from laic_core.vocab import load_vocabulary, validate_templates
+from stages import layout
+from stages.embed import model_identity
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    from tqdm.auto import tqdm
+
+    params = load_params(params_file)
+    templates = validate_templates(params.vocab.templates)
+    nouns = load_vocabulary(params.vocab.source)
+    bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
+    tower = TextTower(bundle.model)
+
+    # Nouns the tokenizer cannot tell apart ("Turkey"/"turkey" for CLIP's
+    # lower-casing tokenizer) would get identical embeddings; keep the first.
+    keep = distinct_token_rows(bundle.tokenizer(nouns))
+    if len(keep) < len(nouns):
+        print(f"vocab: {len(nouns) - len(keep)} noun(s) tokenize like an earlier one; kept the first spelling")
+    nouns = [nouns[i] for i in keep]
+
+    out = ChunkedArray(
+        layout.VOCAB / "text.npy", len(nouns), params.vocab.chunk_size,
+        key=fingerprint({"model": model_identity(params.model.name, params.model.pretrained),
+                         "nouns": nouns, "templates": templates, "dtype": str(bundle.dtype)}),
+    )
+    missing = out.missing()
+    print(f"vocab: {len(nouns)} nouns x {len(templates)} templates on {bundle.device} "
+          f"({'exact truncation' if tower.causal else 'full length: this text tower is not causal'}); "
+          f"{out.n_chunks - len(missing)}/{out.n_chunks} chunk(s) already done")
+    started = time.perf_counter()
+    todo = sum(len(out.chunk_rows(c)) for c in missing)
+    with tqdm(total=todo, desc="vocab", unit="noun", file=sys.stderr, disable=None) as bar:
+        for c in missing:
+            rows = out.chunk_rows(c)
+            out.write_chunk(c, encode_nouns(
+                bundle, tower, nouns[rows.start:rows.stop], templates, batch_size=params.vocab.batch_size))
+            bar.update(len(rows))
+    if todo:
+        seconds = time.perf_counter() - started
+        print(f"vocab: encoded {todo} nouns in {seconds:.1f}s ({todo / seconds:.0f} nouns/s)", file=sys.stderr)
+    save_parquet(layout.VOCAB / "nouns.parquet", pd.DataFrame({"noun": nouns}),
+                 {"source": params.vocab.source, "templates": templates, "model": params.model.name})
+    out.finalize(np.float32)
+
+
+if __name__ == "__main__":
+    run(app)
