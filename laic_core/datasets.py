@@ -49,6 +49,17 @@ IMAGENET_DOGS_WNIDS = [
     "n02099601", "n02101388", "n02101556", "n02102177", "n02105056",
     "n02105412", "n02105855", "n02107142", "n02110958", "n02112137",
 ]
+# Readable names of those classes (zero-shot reads class names, never labels).
+WNID_NAMES = {
+    "n02056570": "king penguin", "n02085936": "Maltese dog", "n02128757": "snow leopard",
+    "n02690373": "airliner", "n02692877": "airship", "n03095699": "container ship",
+    "n04254680": "soccer ball", "n04285008": "sports car", "n04467665": "trailer truck",
+    "n07747607": "orange", "n02086646": "Blenheim spaniel", "n02088238": "basset hound",
+    "n02091467": "Norwegian elkhound", "n02097130": "giant schnauzer", "n02099601": "golden retriever",
+    "n02101388": "Brittany spaniel", "n02101556": "clumber spaniel", "n02102177": "Welsh springer spaniel",
+    "n02105056": "groenendael", "n02105412": "kelpie", "n02105855": "Shetland sheepdog",
+    "n02107142": "Doberman", "n02110958": "pug", "n02112137": "chow chow",
+}
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -271,7 +282,8 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
             labels += [c] * len(found)
         if not paths:
             raise LaicError(f"{folder}: no images found in the class folders of {name}")
-        return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), list(wnids))
+        names = _class_names_file(root, wnids) or [WNID_NAMES.get(w, w) for w in wnids]
+        return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), names)
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     paths = [p for p in files if _is_image_file(p)]
@@ -283,12 +295,37 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
         )
     rel = [p.relative_to(folder) for p in paths]
     if all(len(r.parts) >= 2 for r in rel):
-        class_names = sorted({r.parts[0] for r in rel})
-        index = {c: i for i, c in enumerate(class_names)}
+        folders = sorted({r.parts[0] for r in rel})
+        index = {c: i for i, c in enumerate(folders)}
         labels = np.asarray([index[r.parts[0]] for r in rel], dtype=np.int64)
+        class_names = _class_names_file(root, folders) or [f.replace("_", " ") for f in folders]
     else:
         class_names, labels = None, None
     return FileSplit(str(folder), paths, labels, class_names)
+
+
+def _class_names_file(root: Path, folders: list[str]) -> list[str] | None:
+    """Readable names for class folders named by id (e.g. WordNet ids), when a file gives them.
+
+    Looked for: `<root>.classes.csv` or `<root>/classes.csv` (columns: folder
+    id, name; header optional), or ImageNet's `LOC_synset_mapping.txt`.
+    """
+    mapping: dict[str, str] = {}
+    for candidate in (root.with_name(root.name + ".classes.csv"), root / "classes.csv"):
+        if candidate.is_file():
+            for line in candidate.read_text(encoding="utf-8").splitlines():
+                key, _, name = line.partition(",")
+                if name.strip():
+                    mapping[key.strip()] = name.strip()
+    synsets = root / "LOC_synset_mapping.txt"
+    if synsets.is_file():
+        for line in synsets.read_text(encoding="utf-8").splitlines():
+            key, _, names = line.partition(" ")
+            if names.strip():
+                mapping[key.strip()] = names.split(",")[0].strip()
+    if not mapping or not all(f in mapping for f in folders):
+        return None
+    return [mapping[f] for f in folders]
 
 
 def _read_manifest(path: Path):
@@ -316,6 +353,8 @@ def _read_manifest(path: Path):
 
 
 def _manifest_split(path: Path, split: str) -> FileSplit:
+    import pandas as pd
+
     table = _read_manifest(path)
     if "split" in table.columns and split != "all":
         known = sorted(map(str, table["split"].dropna().unique()))
@@ -344,12 +383,15 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
     labels = class_names = None
     if "label" in table.columns:
         all_labels = table["label"]
+        numeric = pd.api.types.is_numeric_dtype(all_labels.dtype)
         if all_labels.isna().all():
             pass
-        elif np.issubdtype(all_labels.dtype, np.number) and not all_labels.dropna().map(float).map(
-            float.is_integer).all():
+        elif numeric and not all(float(v).is_integer() for v in all_labels.dropna()):
             raise LaicError(f"{path}: the 'label' column must hold integers or class names")
         else:
+            if numeric:  # 3.0 (pandas' int-with-gaps) is class 3
+                all_labels = all_labels.map(lambda v: int(v) if v == v else v)
+                rows = rows.assign(label=rows["label"].map(lambda v: int(v) if v == v else v))
             # Class ids from the whole manifest, so fit and eval splits agree.
             names = sorted(all_labels.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
             index = {v: i for i, v in enumerate(names)}
