@@ -1,0 +1,406 @@
+"""Neighbour mining in a representation space, and neighbourhood-consistency filtering.
+
+``knn`` finds the k most similar rows (dot product; cosine for unit rows) of
+every row without ever holding an N x N matrix: dense rows are compared
+block x tile with torch matmuls and the per-tile top-k candidates merged;
+sparse (CSR) rows, such as the top-k relation matrix C, are compared with a
+sparse x sparse product per small row block, whose cost is the number of
+shared non-zero columns rather than N x M.
+
+Neighbour order is a total order: similarity descending, then index
+ascending, so results do not depend on block sizes or thread counts (up to
+the float32 rounding of dense similarities, which can differ with block
+shapes in the last bit).
+"""
+
+from __future__ import annotations
+
+import numbers
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from laic_core.errors import LaicError
+
+KNN_METHODS = ("exact", "faiss")
+_DEFAULT_MAX_BLOCK_ENTRIES = 1 << 25  # similarity entries per dense block/tile (128 MB of float32)
+_SPARSE_MAX_BLOCK_ENTRIES = 1 << 22  # rows x N per sparse block (its product holds a fraction of that)
+_FAISS_IVF_ABOVE = 1_000_000  # rows above which method="faiss" switches from flat to IVF
+
+
+# ------------------------------------------------------------------ top-k under a total order
+
+
+def _lex_topk(scores: torch.Tensor, k: int, col_offset: int = 0,
+              column_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row top-k of a (B, W) tensor under the order (score desc, column asc).
+
+    Columns are ``position + col_offset``, or ``column_ids[row, position]``
+    when given ((B, W) int64, distinct within a row). Returns (values
+    (B, min(k, W)), columns (B, min(k, W)) int64), each row sorted by that
+    order. torch.topk picks an arbitrary member of a tie at the k-th place;
+    rows where the (k+1)-th score equals the k-th are redone exactly (rare for
+    float data).
+    """
+    n_rows, width = scores.shape
+    kept = min(k, width)
+    if kept == width:
+        values = scores.clone()
+        positions = torch.arange(width, device=scores.device).expand(n_rows, width).clone()
+    else:
+        values, positions = torch.topk(scores, kept + 1, dim=1, largest=True, sorted=True)
+        tied = torch.nonzero(values[:, kept] == values[:, kept - 1]).flatten().tolist()
+        values, positions = values[:, :kept].clone(), positions[:, :kept].clone()
+        for row in tied:
+            line = scores[row]
+            threshold = values[row, kept - 1]
+            above = torch.nonzero(line > threshold).flatten()
+            at = torch.nonzero(line == threshold).flatten()
+            if column_ids is not None:  # the lowest column ids among the tied, not the first positions
+                at = at[torch.argsort(column_ids[row, at])]
+            positions[row] = torch.cat([above, at[: kept - above.numel()]])
+            values[row] = line[positions[row]]
+    if column_ids is not None:
+        return _sort_lex(values, torch.gather(column_ids, 1, positions))
+    return _sort_lex(values, positions + col_offset)
+
+
+def _lex_topk_numpy(values: np.ndarray, k: int, column_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy twin of `_lex_topk` for (B, W) arrays with W > k and given column ids.
+
+    Used on the many small blocks of the sparse kNN path, where np.argpartition
+    (one thread per block, GIL released) beats torch.topk's per-call threading.
+    Returns (values (B, k), columns (B, k)) sorted by (value desc, column asc).
+    """
+    cut = values.shape[1] - (k + 1)
+    positions = np.argpartition(values, cut, axis=1)[:, cut:]  # the k+1 largest, unordered
+    top = np.take_along_axis(values, positions, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    positions, top = np.take_along_axis(positions, order, axis=1), np.take_along_axis(top, order, axis=1)
+    tied = np.flatnonzero(top[:, k] == top[:, k - 1])
+    positions, top = positions[:, :k].copy(), top[:, :k].copy()
+    for row in tied:  # which of the tied entries is kept is arbitrary above: pick the lowest column ids
+        line, threshold = values[row], top[row, k - 1]
+        above = np.flatnonzero(line > threshold)
+        at = np.flatnonzero(line == threshold)
+        at = at[np.argsort(column_ids[row, at], kind="stable")]
+        positions[row] = np.concatenate([above, at[: k - above.size]])
+        top[row] = line[positions[row]]
+    columns = np.take_along_axis(column_ids, positions, axis=1)
+    order = np.lexsort((columns, -top), axis=1)  # last key is primary
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(columns, order, axis=1)
+
+
+def _sort_lex(values: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort each row by (value desc, column asc); columns are distinct within a row."""
+    columns, order = torch.sort(columns, dim=1)
+    values = torch.gather(values, 1, order)
+    values, order = torch.sort(values, dim=1, descending=True, stable=True)
+    return values, torch.gather(columns, 1, order)
+
+
+def _merge_lex(best: tuple[torch.Tensor, torch.Tensor] | None, values: torch.Tensor,
+               columns: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the union of two candidate sets (exact: top-k under a total order is decomposable)."""
+    if best is not None:
+        values = torch.cat([best[0], values], dim=1)
+        columns = torch.cat([best[1], columns], dim=1)
+        values, columns = _sort_lex(values, columns)
+    return values[:, :k], columns[:, :k]
+
+
+# ------------------------------------------------------------------ kNN
+
+
+def _check_k(k, n_rows: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_rows - 1:
+        raise LaicError(f"k={k!r} neighbours: give an integer in [1, N-1] = [1, {n_rows - 1}] "
+                        f"for N={n_rows} rows" + (" (one row has no neighbours)" if n_rows < 2 else ""))
+    return int(k)
+
+
+def _as_rows(X):
+    """X as float32 CSR or C-contiguous float32 ndarray, validated 2-D and finite."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+        if not np.isfinite(X.data).all():
+            raise LaicError(f"X has {int((~np.isfinite(X.data)).sum())} NaN or inf entries: "
+                            "neighbours need finite rows")
+        return X
+    X = np.asarray(X)
+    if X.ndim != 2 or not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
+        raise LaicError(f"X must be a 2-D numeric (N, D) array or CSR matrix, got shape "
+                        f"{X.shape} dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise LaicError(f"X has {int(bad.sum())} row(s) with NaN or inf (first: row "
+                        f"{int(np.argmax(bad))}): neighbours need finite rows")
+    return X
+
+
+def knn(
+    X,
+    k: int,
+    *,
+    block_size: int = 4096,
+    method: str = "exact",
+    max_block_entries: int = _DEFAULT_MAX_BLOCK_ENTRIES,
+    device: str | None = None,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """The k nearest neighbours of every row by dot product (cosine for unit rows).
+
+    X: (N, D) dense array or scipy sparse matrix (CSR), rows normalised by the caller.
+    k: neighbours per row, 1 <= k <= N - 1; a row is never its own neighbour
+      (an exact duplicate of it can be).
+    Returns (N, k) int64 indices, per row by similarity descending, ties to the
+      lower index (method="exact").
+    block_size: most query rows per block. max_block_entries: most similarity
+      entries held at once (dense: block x column tile, default 128 MB; sparse
+      rows use blocks of at most 4M rows x N, of which only the stored
+      entries of the product are held).
+    method: "exact" (blockwise, never N x N in memory) or "faiss" (dense X only;
+      IndexFlatIP, or IndexIVFFlat above 1M rows, which is approximate; needs
+      ``pip install faiss-cpu``; ties are not ordered by index there).
+    device: torch device for the dense exact path (default CPU).
+    n_jobs: threads for the sparse exact path (default: torch.get_num_threads());
+      results do not depend on it.
+    """
+    if method not in KNN_METHODS:
+        raise LaicError(f"knn method {method!r} is unknown: choose one of {', '.join(KNN_METHODS)}")
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
+        raise LaicError(f"block_size={block_size!r}: give a positive number of rows per block")
+    if isinstance(max_block_entries, bool) or not isinstance(max_block_entries, numbers.Integral) \
+            or max_block_entries < 1:
+        raise LaicError(f"max_block_entries={max_block_entries!r}: give a positive number of entries")
+    if n_jobs is None:
+        n_jobs = torch.get_num_threads()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+        raise LaicError(f"n_jobs={n_jobs!r}: give a positive number of threads")
+    X = _as_rows(X)
+    k = _check_k(k, X.shape[0])
+    if method == "faiss":
+        if sp.issparse(X):
+            raise LaicError("knn(method='faiss') needs dense rows; use method='exact' for a sparse C")
+        return _knn_faiss(X, k, block_size)
+    if sp.issparse(X):
+        return _knn_sparse(X, k, block_size, min(max_block_entries, _SPARSE_MAX_BLOCK_ENTRIES), int(n_jobs))
+    return _knn_dense(X, k, block_size, max_block_entries, torch.device(device or "cpu"))
+
+
+def _knn_dense(X: np.ndarray, k: int, block_size: int, max_block_entries: int,
+               device: torch.device) -> np.ndarray:
+    n_rows = X.shape[0]
+    rows_per_block = max(1, min(block_size, n_rows, max_block_entries // (k + 1)))
+    tile = min(n_rows, max(k + 1, max_block_entries // rows_per_block))
+    X_t = torch.from_numpy(X).to(device)
+    out = np.empty((n_rows, k), dtype=np.int64)
+    for start in range(0, n_rows, rows_per_block):
+        stop = min(start + rows_per_block, n_rows)
+        queries = X_t[start:stop]
+        best = None
+        for col in range(0, n_rows, tile):
+            col_stop = min(col + tile, n_rows)
+            scores = queries @ X_t[col:col_stop].T
+            # the rows of this block that fall inside this column tile: mask themselves
+            lo, hi = max(start, col), min(stop, col_stop)
+            if lo < hi:
+                own = torch.arange(lo, hi, device=device)
+                scores[own - start, own - col] = -torch.inf
+            values, columns = _lex_topk(scores, k, col_offset=col)
+            del scores  # one tile of scores alive at a time
+            best = _merge_lex(best, values, columns, k)
+        out[start:stop] = best[1].cpu().numpy()
+    return out
+
+
+def _knn_sparse(X: sp.csr_matrix, k: int, block_size: int, max_block_entries: int,
+                n_jobs: int) -> np.ndarray:
+    """Exact kNN of CSR rows: per row block, S = X_block @ X^T as a sparse product
+    (work = shared non-zero columns), then top-k among the stored entries of S,
+    packed left-aligned into a (b, max stored) array. Rows where the stored
+    entries cannot decide (fewer than k, or a k-th value <= 0, which the
+    implicit zeros of S tie or beat) are redone on their dense row."""
+    n_rows = X.shape[0]
+    X_transposed = X.T.tocsr()  # (D, N): row j lists the rows that use column j
+    rows_per_block = max(1, min(block_size, n_rows, max_block_entries // n_rows))
+    starts = list(range(0, n_rows, rows_per_block))
+    out = np.empty((n_rows, k), dtype=np.int64)
+
+    def run(start: int) -> None:
+        stop = min(start + rows_per_block, n_rows)
+        block = (X[start:stop] @ X_transposed).astype(np.float32, copy=False)
+        counts = np.diff(block.indptr)
+        width = max(int(counts.max()), k + 1)
+        stored = np.arange(width)[None, :] < counts[:, None]  # CSR order is row-major: fill left-aligned
+        values = np.full((stop - start, width), -np.inf, dtype=np.float32)
+        values[stored] = block.data
+        columns = np.full((stop - start, width), n_rows, dtype=block.indices.dtype)
+        columns[stored] = block.indices
+        values[columns == np.arange(start, stop, dtype=columns.dtype)[:, None]] = -np.inf  # not oneself
+        top_values, top_columns = _lex_topk_numpy(values, k, columns)
+        # padding (-inf) or a k-th value <= 0 in the top-k: implicit zeros compete, use the dense row
+        for row in np.flatnonzero(~(top_values[:, k - 1] > 0)):
+            dense = block[row].toarray()
+            dense[0, start + row] = -np.inf
+            top_columns[row] = _lex_topk_numpy(dense, k, np.arange(n_rows)[None, :])[1][0]
+        out[start:stop] = top_columns
+
+    def run_every(offset: int) -> None:
+        for start in starts[offset::n_jobs]:
+            run(start)
+
+    if n_jobs == 1 or len(starts) == 1:
+        for start in starts:
+            run(start)
+    else:  # scipy's sparse product releases the GIL: threads share X and X^T without copies
+        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            list(pool.map(run_every, range(n_jobs)))
+    return out
+
+
+def _knn_faiss(X: np.ndarray, k: int, block_size: int) -> np.ndarray:
+    try:
+        import faiss
+    except ImportError as error:
+        raise LaicError("knn(method='faiss') needs faiss: install it with `pip install faiss-cpu` "
+                        "(or faiss-gpu), or use method='exact'") from error
+    n_rows, dim = X.shape
+    if n_rows > _FAISS_IVF_ABOVE:
+        n_lists = int(4 * np.sqrt(n_rows))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(n_rows, size=min(n_rows, 64 * n_lists), replace=False)
+        index.train(X[np.sort(sample)])
+        index.nprobe = 32
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(X)
+    n_search = min(k + 1, n_rows)
+    out = np.empty((n_rows, k), dtype=np.int64)
+    for start in range(0, n_rows, block_size):
+        stop = min(start + block_size, n_rows)
+        similarity, found = index.search(X[start:stop], n_search)
+        if (found < 0).any():
+            raise LaicError("faiss found fewer than k+1 candidates for some rows (IVF lists too "
+                            "small); use method='exact' or a smaller k")
+        own = found == np.arange(start, stop)[:, None]
+        # drop the row itself; rows whose self was not returned (ties) drop their last hit
+        own[~own.any(axis=1), -1] = True
+        keep = ~own
+        values = similarity[keep].reshape(stop - start, k)
+        columns = found[keep].reshape(stop - start, k)
+        out[start:stop] = _sort_lex(torch.from_numpy(values), torch.from_numpy(columns))[1].numpy()
+    return out
+
+
+# ------------------------------------------------------------------ consistency filtering
+
+
+def _check_knn_labels(knn_idx, labels, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
+    knn_idx = np.asarray(knn_idx)
+    labels = np.asarray(labels)
+    if knn_idx.ndim != 2 or knn_idx.shape[1] < 1 or not np.issubdtype(knn_idx.dtype, np.integer):
+        raise LaicError(f"knn_idx must be an (N, k) integer array with k >= 1, got shape "
+                        f"{knn_idx.shape} dtype {knn_idx.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != knn_idx.shape[0]:
+        raise LaicError(f"{labels_name} must be a 1-D array with one entry per row of knn_idx "
+                        f"({knn_idx.shape[0]}), got shape {labels.shape}")
+    if knn_idx.size and (knn_idx.min() < 0 or knn_idx.max() >= knn_idx.shape[0]):
+        raise LaicError(f"knn_idx holds indices outside [0, {knn_idx.shape[0] - 1}]: it does not "
+                        "belong to these samples")
+    return knn_idx, labels
+
+
+def neighbor_agreement(knn_idx, labels) -> np.ndarray:
+    """Per sample, the fraction of its k neighbours whose label equals its own.
+
+    knn_idx: (N, k) int indices into the same N samples; labels: (N,) any labels.
+    Returns (N,) float32 in [0, 1]. With true labels this is neighbour purity;
+    with pseudo-labels it is a label-free agreement score.
+    """
+    knn_idx, labels = _check_knn_labels(knn_idx, labels, "labels")
+    same = labels[knn_idx] == labels[:, None]
+    return same.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def consistency_filter(knn_idx, pseudo_labels, min_agreement: float = 1.0) -> np.ndarray:
+    """Reliable samples: at least ``min_agreement`` of the k neighbours share the pseudo-label.
+
+    knn_idx: (N, k) int; pseudo_labels: (N,) int; min_agreement in (0, 1]
+    (1.0 = all neighbours agree). Returns (N,) bool.
+    """
+    if isinstance(min_agreement, bool) or not isinstance(min_agreement, numbers.Real) \
+            or not 0 < min_agreement <= 1:
+        raise LaicError(f"min_agreement={min_agreement!r}: give a fraction in (0, 1] "
+                        "(1.0 keeps samples whose neighbours all agree)")
+    knn_idx, labels = _check_knn_labels(knn_idx, pseudo_labels, "pseudo_labels")
+    n_same = (labels[knn_idx] == labels[:, None]).sum(axis=1)
+    # compare counts, not float fractions: 7/10 must pass min_agreement=0.7
+    needed = float(min_agreement) * knn_idx.shape[1] - 1e-9
+    return n_same >= needed
+
+
+def neighbor_purity_curve(X, labels, ks: Iterable[int], **knn_kwargs) -> dict[int, float]:
+    """Mean neighbour purity for each k in ``ks`` (the paper's Fig. 2).
+
+    X: (N, D) rows (dense or CSR); labels: (N,). kNN is computed once at
+    max(ks) and sliced. Returns {k: mean fraction of the k neighbours with the
+    same label}, in the order of ``ks``.
+    """
+    ks = [int(k) for k in ks]
+    if not ks:
+        raise LaicError("ks is empty: give the neighbourhood sizes to evaluate, e.g. [1, 5, 10]")
+    idx = knn(X, max(ks), **knn_kwargs)
+    labels = np.asarray(labels)
+    _check_knn_labels(idx, labels, "labels")
+    for k in ks:
+        _check_k(k, idx.shape[0])
+    return {k: float(neighbor_agreement(idx[:, :k], labels).mean()) for k in ks}
+
+
+def training_pairs(knn_idx, reliable) -> np.ndarray:
+    """(P, 2) int64 pairs (i, j) for every reliable i and each j in its neighbourhood.
+
+    Ordered by i, then by neighbour rank. P = k * reliable.sum().
+    """
+    knn_idx, reliable = _check_knn_labels(knn_idx, reliable, "reliable")
+    if reliable.dtype != bool:
+        raise LaicError(f"reliable must be a boolean mask, got dtype {reliable.dtype}")
+    anchors = np.flatnonzero(reliable)
+    k = knn_idx.shape[1]
+    return np.stack([np.repeat(anchors, k), knn_idx[anchors].ravel()], axis=1).astype(np.int64)
+
+
+def neighbor_stats(knn_idx, pseudo_labels, reliable) -> dict:
+    """Label-free summary of the neighbour graph and the filter (JSON-ready).
+
+    Keys: n, k, n_reliable, fraction_reliable, mean_agreement (all samples),
+    mean_agreement_reliable, n_clusters (max pseudo-label + 1),
+    cluster_sizes and reliable_per_cluster (lists indexed by pseudo-label).
+    """
+    knn_idx, labels = _check_knn_labels(knn_idx, pseudo_labels, "pseudo_labels")
+    reliable = np.asarray(reliable)
+    if reliable.shape != labels.shape or reliable.dtype != bool:
+        raise LaicError(f"reliable must be a boolean mask of shape {labels.shape}, got shape "
+                        f"{reliable.shape} dtype {reliable.dtype}")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise LaicError("pseudo_labels must be non-negative integers (cluster indices)")
+    agreement = neighbor_agreement(knn_idx, labels)
+    n_clusters = int(labels.max()) + 1 if labels.size else 0
+    n_reliable = int(reliable.sum())
+    return {
+        "n": int(labels.shape[0]),
+        "k": int(knn_idx.shape[1]),
+        "n_reliable": n_reliable,
+        "fraction_reliable": n_reliable / labels.shape[0] if labels.size else 0.0,
+        "mean_agreement": float(agreement.mean()) if labels.size else 0.0,
+        "mean_agreement_reliable": float(agreement[reliable].mean()) if n_reliable else 0.0,
+        "n_clusters": n_clusters,
+        "cluster_sizes": np.bincount(labels, minlength=n_clusters).astype(int).tolist(),
+        "reliable_per_cluster": np.bincount(labels[reliable], minlength=n_clusters).astype(int).tolist(),
+    }

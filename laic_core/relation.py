@@ -1,0 +1,286 @@
+"""The relational representation C: how each image relates to each selected noun.
+
+Row i of C describes image i by its relations to the M selected nouns
+(DESIGN.md, method section 2):
+
+- ``kind="softmax"``: ``C_ij = softmax_j(v_i . t_j / tau)``, the image-to-text
+  distribution CLIP's contrastive loss trains;
+- ``kind="ridge"``: ``C = argmin ||V - C T||^2 + lambda ||C||^2
+  = V (T^T T + lambda I)^-1 T^T`` (the d x d form of ``V T^T (T T^T + lambda I)^-1``).
+
+At ImageNet scale a dense C is N x M' = 1.28M x 20k (100 GB), so C is built in
+row blocks and, with ``topk > 0``, only the ``topk`` largest entries of each
+row are kept in a CSR matrix: peak memory O(block_size * M + N * topk).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from laic_core.errors import LaicError
+from laic_core.neighbors import _lex_topk
+
+RELATION_KINDS = ("softmax", "ridge")
+_CHECK_BLOCK = 65536  # rows per block when validating (bounds temporaries to ~130 MB at d=512)
+DEFAULT_SPARSE_TOPK = 64  # entries kept per row when `choose_topk` decides C is too big to be dense
+
+
+# ------------------------------------------------------------------ validation
+
+
+def check_embeddings(X, name: str, *, dim: int | None = None, atol: float = 1e-3) -> np.ndarray:
+    """Validate a matrix of L2-normalised embeddings and return it as float32.
+
+    X: (n, d) float array (float16/float32/float64) of unit rows.
+    dim: the dimension X must have (that of the embeddings it is compared with).
+    Returns a C-contiguous (n, d) float32 array (X itself when it already is one).
+    Raises LaicError naming the culprit: wrong type or shape, empty, NaN/inf
+    rows (how many and the first), a row that is not unit norm (the worst one
+    and its norm), or a dimension mismatch (both dimensions).
+    """
+    if sp.issparse(X):
+        raise LaicError(f"{name} must be a dense (n, d) array of embeddings, got a sparse matrix")
+    X = np.asarray(X)
+    if X.dtype == object or not np.issubdtype(X.dtype, np.floating):
+        raise LaicError(f"{name} must be a float array of embeddings, got dtype {X.dtype}")
+    if X.ndim != 2:
+        hint = " (a single embedding? use X.reshape(1, -1))" if X.ndim == 1 else ""
+        raise LaicError(f"{name} must be a 2-D (n, d) array, got shape {X.shape}{hint}")
+    n_rows, n_dims = X.shape
+    if n_rows == 0 or n_dims == 0:
+        raise LaicError(f"{name} is empty (shape {X.shape}): there is nothing to compare")
+    if dim is not None and n_dims != dim:
+        raise LaicError(
+            f"{name} have dimension {n_dims}, but the embeddings they are compared with have "
+            f"dimension {dim}: image and text embeddings probably come from different models; "
+            "re-run the embed and vocab stages with the same model.name and model.pretrained")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+
+    n_bad, first_bad = 0, -1
+    worst_row, worst_dev, worst_norm = -1, -1.0, 1.0
+    for start in range(0, n_rows, _CHECK_BLOCK):
+        block = X[start:start + _CHECK_BLOCK]
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            if first_bad < 0:
+                first_bad = start + int(np.argmax(bad))
+            n_bad += int(bad.sum())
+            continue
+        if n_bad:
+            continue  # norms are moot once there are NaN rows; keep counting them
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        deviation = np.abs(norms - 1.0)
+        row = int(np.argmax(deviation))
+        if deviation[row] > worst_dev:
+            worst_row, worst_dev, worst_norm = start + row, float(deviation[row]), float(norms[row])
+    if n_bad:
+        raise LaicError(
+            f"{name} has {n_bad} row(s) with NaN or inf values (first: row {first_bad}); "
+            "re-run the stage that computed them, or drop those rows")
+    if worst_dev > atol:
+        raise LaicError(
+            f"{name} rows must be L2-normalised (norm 1 within {atol:g}); row {worst_row} has norm "
+            f"{worst_norm:.6g}. Normalise them first: X / np.linalg.norm(X, axis=1, keepdims=True)")
+    return X
+
+
+def _check_pair(V, T) -> tuple[np.ndarray, np.ndarray]:
+    V = check_embeddings(V, "image embeddings V")
+    T = check_embeddings(T, "noun embeddings T", dim=V.shape[1])
+    if T.shape[0] < 2:
+        raise LaicError(
+            f"the relation needs at least 2 nouns, got M={T.shape[0]}: the noun filter kept too "
+            "few nouns; use a larger vocabulary or raise nouns.gamma")
+    return V, T
+
+
+def _positive_float(value, name: str, hint: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value <= 0:
+        raise LaicError(f"{name}={value!r}: {hint}")
+    return float(value)
+
+
+def _int_at_least(value, name: str, low: int, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise LaicError(f"{name}={value!r}: {hint}")
+    return int(value)
+
+
+def _check_topk(topk, n_cols: int) -> int:
+    topk = _int_at_least(topk, "topk", 0, "give 0 for a dense C or the number of entries kept per row")
+    if topk > n_cols:
+        raise LaicError(f"topk={topk} exceeds the number of nouns M={n_cols}: "
+                        f"keep at most {n_cols} entries per row, or 0 for a dense C")
+    return topk
+
+
+# ------------------------------------------------------------------ blocks of C
+
+
+def _softmax_block(V_block: torch.Tensor, T: torch.Tensor, tau: float, out: torch.Tensor | None = None):
+    """(b, M) float32 softmax_j(v . t_j / tau), computed in place in one (b, M) buffer."""
+    logits = torch.matmul(V_block, T.T, out=out) if out is not None else V_block @ T.T
+    logits.div_(tau)
+    logits.sub_(logits.amax(dim=1, keepdim=True))  # max-shift: exp never overflows
+    logits.exp_()
+    logits.div_(logits.sum(dim=1, keepdim=True))
+    return logits
+
+
+def _ridge_projection(T: np.ndarray, ridge_lambda: float) -> np.ndarray:
+    """(d, M) float32 P = (T^T T + lambda I)^-1 T^T, so that C = V P (solved once, in float64)."""
+    T64 = T.astype(np.float64)
+    gram = T64.T @ T64
+    gram[np.diag_indices_from(gram)] += ridge_lambda
+    return np.linalg.solve(gram, T64.T).astype(np.float32)
+
+
+def relation_matrix(
+    V,
+    T,
+    *,
+    kind: str = "softmax",
+    tau: float = 0.005,
+    ridge_lambda: float = 1.0,
+    topk: int = 0,
+    block_size: int = 8192,
+):
+    """Image-to-noun relation matrix C.
+
+    V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings, M >= 2.
+    kind: "softmax" (``C_ij = softmax_j(v_i . t_j / tau)``, rows sum to 1) or
+      "ridge" (``C = V (T^T T + ridge_lambda I)^-1 T^T``).
+    topk: 0 -> dense (N, M) float32 ndarray; > 0 -> scipy.sparse.csr_matrix
+      (N, M) float32 with exactly ``topk`` stored entries per row (sorted
+      column indices; entries are not renormalised), the largest ones (for
+      ridge, largest in absolute value; ties go to the lower column index).
+      Underflowed softmax entries may be stored as explicit zeros.
+    block_size: rows of V processed at a time; peak extra memory is about
+      ``block_size * M * 4`` bytes (twice that for ridge top-k, which ranks
+      by magnitude) plus the output.
+    """
+    V, T = _check_pair(V, T)
+    if kind not in RELATION_KINDS:
+        raise LaicError(f"relation kind {kind!r} is unknown: choose one of {', '.join(RELATION_KINDS)}")
+    tau = _positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
+    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda", "give a ridge penalty > 0 (e.g. 1.0)")
+    n_rows, n_cols = V.shape[0], T.shape[0]
+    topk = _check_topk(topk, n_cols)
+    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+
+    V_t = torch.from_numpy(V)
+    if kind == "softmax":
+        T_t = torch.from_numpy(T)
+
+        def blocks(V_block, out=None):
+            return _softmax_block(V_block, T_t, tau, out)
+    else:
+        projection = torch.from_numpy(_ridge_projection(T, ridge_lambda))
+
+        def blocks(V_block, out=None):
+            if out is None:
+                return V_block @ projection
+            return torch.matmul(V_block, projection, out=out)
+
+    if topk == 0:
+        C = np.empty((n_rows, n_cols), dtype=np.float32)
+        for start in range(0, n_rows, block_size):
+            stop = min(start + block_size, n_rows)
+            blocks(V_t[start:stop], out=torch.from_numpy(C[start:stop]))
+        return C
+
+    index_dtype = np.int32 if max(n_rows * topk, n_cols) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(n_rows * topk, dtype=np.float32)
+    indices = np.empty(n_rows * topk, dtype=index_dtype)
+    for start in range(0, n_rows, block_size):
+        stop = min(start + block_size, n_rows)
+        block = blocks(V_t[start:stop])
+        key = block.abs() if kind == "ridge" else block
+        _, columns = _lex_topk(key, topk)
+        columns, _ = torch.sort(columns, dim=1)  # canonical CSR: sorted column indices
+        values = torch.gather(block, 1, columns)
+        data[start * topk:stop * topk] = values.numpy().ravel()
+        indices[start * topk:stop * topk] = columns.numpy().ravel()
+        del block, key  # free this block before the next one is allocated: one (b, M) buffer at a time
+    indptr = np.arange(0, n_rows * topk + 1, topk, dtype=index_dtype)
+    C = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols), copy=False)
+    C.has_sorted_indices = True
+    return C
+
+
+def normalize_rows(C):
+    """L2-normalise the rows of C; zero rows stay zero.
+
+    C: (N, M) dense array or scipy sparse matrix. Returns the same kind
+    (ndarray, or csr_matrix for any sparse input), float32, as a new object.
+    """
+    if sp.issparse(C):
+        C = sp.csr_matrix(C, dtype=np.float32)
+        counts = np.diff(C.indptr)
+        squares = np.zeros(C.shape[0], dtype=np.float64)
+        nonempty = counts > 0
+        if C.nnz:
+            sums = np.add.reduceat(np.square(C.data, dtype=np.float64), C.indptr[:-1][nonempty])
+            squares[nonempty] = sums
+        inverse = _inverse_norms(squares)
+        data = (C.data * np.repeat(inverse, counts)).astype(np.float32, copy=False)
+        out = sp.csr_matrix((data, C.indices.copy(), C.indptr.copy()), shape=C.shape)
+        out.has_sorted_indices = C.has_sorted_indices
+        return out
+    C = np.asarray(C)
+    if C.ndim != 2:
+        raise LaicError(f"C must be a 2-D (N, M) matrix, got shape {C.shape}")
+    C = np.asarray(C, dtype=np.float32)
+    squares = np.einsum("ij,ij->i", C, C, dtype=np.float64)
+    return C * _inverse_norms(squares)[:, None]
+
+
+def _inverse_norms(squares: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(squares)
+    inverse = np.zeros_like(norms)
+    np.divide(1.0, norms, out=inverse, where=norms > 0)
+    return inverse.astype(np.float32)
+
+
+def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192) -> np.ndarray:
+    """TAC's per-image text feature ``s_i = normalise(sum_j softmax_j(v_i . t_j / tau) t_j)``.
+
+    V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings.
+    Returns (N, d) float32 unit rows. Memory: O(block_size * M) beyond the output.
+    """
+    V, T = _check_pair(V, T)
+    tau = _positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
+    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    V_t, T_t = torch.from_numpy(V), torch.from_numpy(T)
+    S = np.empty_like(V)
+    for start in range(0, V.shape[0], block_size):
+        stop = min(start + block_size, V.shape[0])
+        mixed = _softmax_block(V_t[start:stop], T_t, tau) @ T_t
+        mixed = torch.nn.functional.normalize(mixed, dim=1)
+        S[start:stop] = mixed.numpy()
+    return S
+
+
+def choose_topk(n_rows: int, n_cols: int, topk: int, max_dense_entries: int = 50_000_000) -> int:
+    """The number of entries per row to keep in C (0 = dense).
+
+    Rule: a given ``topk > 0`` is kept as is. ``topk == 0`` means "auto":
+    dense (0) when the dense C has at most ``max_dense_entries`` entries
+    (50M float32 = 200 MB by default), otherwise ``min(n_cols, 64)`` entries
+    per row, which keeps C at O(N * 64) memory (ImageNet: 1.28M rows -> 0.7 GB).
+    """
+    n_rows = _int_at_least(n_rows, "n_rows", 1, "give the number of images (>= 1)")
+    n_cols = _int_at_least(n_cols, "n_cols", 1, "give the number of nouns (>= 1)")
+    topk = _check_topk(topk, n_cols)
+    max_dense_entries = _int_at_least(max_dense_entries, "max_dense_entries", 0,
+                                      "give the largest dense C allowed, in entries")
+    if topk > 0:
+        return topk
+    if n_rows * n_cols <= max_dense_entries:
+        return 0
+    return min(n_cols, DEFAULT_SPARSE_TOPK)

@@ -1,0 +1,64 @@
+"""nouns: keep the vocabulary nouns that matter for this dataset (TAC-style filter).
+
+Writes data/nouns/selected.parquet (noun, vocab_index, group, score; row j
+describes row j of data/nouns/text.npy) and data/nouns/text.npy ((M', d)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from laic_core.artifacts import load_npy, load_parquet, save_npy, save_parquet
+from laic_core.config import load_params
+from laic_core.errors import LaicError
+from laic_core.relation import check_embeddings
+from laic_core.vocab import default_n_groups, select_nouns
+from stages import layout
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+MIN_NOUNS = 2
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    params = load_params(params_file)
+    p = params.nouns
+    V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
+    T = check_embeddings(load_npy(layout.VOCAB / "text.npy"), str(layout.VOCAB / "text.npy"), dim=V.shape[1])
+    vocab = load_parquet(layout.VOCAB / "nouns.parquet")["noun"].tolist()
+    if len(vocab) != len(T):
+        raise LaicError(f"{layout.VOCAB}: nouns.parquet has {len(vocab)} rows but text.npy {len(T)}; rerun `dvc repro vocab`")
+
+    if p.filter == "none":
+        index = np.arange(len(T), dtype=np.int64)
+        group = np.full(len(T), -1, dtype=np.int64)
+        score = np.ones(len(T), dtype=np.float32)
+        n_groups = 0
+    else:
+        n_groups = default_n_groups(len(V), params.dataset.num_clusters, p.images_per_group)
+        index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=p.tau)
+    if len(index) < MIN_NOUNS:
+        raise LaicError(
+            f"nouns: only {len(index)} noun(s) selected from {len(T)}; use a larger vocabulary "
+            "(vocab.source), a larger nouns.gamma, or nouns.filter: none"
+        )
+    table = pd.DataFrame({
+        "noun": [vocab[i] for i in index],
+        "vocab_index": index,
+        "group": group,
+        "score": score,
+    })
+    save_parquet(layout.NOUNS / "selected.parquet", table,
+                 {"filter": p.filter, "n_groups": n_groups, "gamma": p.gamma, "vocab_size": len(T)})
+    save_npy(layout.NOUNS / "text.npy", np.ascontiguousarray(T[index], dtype=np.float32))
+    print(f"nouns: kept {len(index)} of {len(T)} nouns ({p.filter} filter, {n_groups} image groups)")
+
+
+if __name__ == "__main__":
+    run(app)
