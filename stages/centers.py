@@ -1,0 +1,215 @@
+"""centers: learn K adaptive semantic centers by prompt learning; assign every image.
+
+Reads the fit/eval features, the selected nouns and their relation matrix
+C_fit, the neighbour graph (knn, reliable mask, pseudo-labels), the noun
+vocabulary and the open_clip text tower. Writes data/centers/prompts.pt,
+centers.npy ((K, d) float32), assign_{fit,eval}.parquet (row, cluster,
+confidence), names.json, metrics/centers_history.csv (one row per epoch) and
+metrics/centers.json (label-free training summary). No label is read.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import typer
+
+from laic_core.artifacts import (
+    atomic_path, load_matrix, load_npy, load_parquet, save_json, save_npy, save_parquet,
+)
+from laic_core.centers import (
+    PromptLearner, assign_labels, cluster_init_nouns, name_clusters, train_centers,
+)
+from laic_core.config import load_params
+from laic_core.errors import LaicError
+from laic_core.models import load_clip
+from laic_core.neighbors import training_pairs
+from stages import layout
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+PROMPTS = layout.CENTERS / "prompts.pt"
+CENTERS = layout.CENTERS / "centers.npy"
+NAMES = layout.CENTERS / "names.json"
+HISTORY = layout.METRICS / "centers_history.csv"
+SUMMARY = layout.METRICS / "centers.json"
+
+
+def assignments_path(role: str) -> Path:
+    """(row, cluster, confidence) of every image of the fit or eval split."""
+    return layout.CENTERS / f"assign_{role}.parquet"
+
+
+def _matrix(path: Path, *, mmap: bool = False) -> np.ndarray:
+    array = load_npy(path, mmap=mmap)
+    if array.ndim != 2:
+        raise LaicError(f"{path}: expected an (n, d) matrix, got shape {array.shape}; rerun `dvc repro`")
+    return array
+
+
+def _same_dim(a: np.ndarray, a_path: Path, b: np.ndarray, b_path: Path) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise LaicError(
+            f"{a_path} has d={a.shape[1]} but {b_path} has d={b.shape[1]}: they were made with "
+            "different models; rerun the pipeline (`dvc repro`) so every stage uses model.name"
+        )
+
+
+def load_inputs(n_clusters: int) -> dict:
+    """Every upstream artifact, validated against each other."""
+    V_fit = _matrix(layout.features("fit"), mmap=True)
+    V_eval = _matrix(layout.features("eval"), mmap=True)
+    _same_dim(V_eval, layout.features("eval"), V_fit, layout.features("fit"))
+    n_fit = V_fit.shape[0]
+    if n_clusters > n_fit:
+        raise LaicError(f"dataset.num_clusters: {n_clusters} clusters but only {n_fit} fit images; "
+                        "lower num_clusters or add images")
+
+    selected = load_parquet(layout.NOUNS / "selected.parquet")
+    if "noun" not in selected.columns:
+        raise LaicError(f"{layout.NOUNS / 'selected.parquet'}: no 'noun' column; rerun `dvc repro nouns`")
+    selected_nouns = [str(n) for n in selected["noun"]]
+    noun_text = _matrix(layout.NOUNS / "text.npy", mmap=True)
+    _same_dim(noun_text, layout.NOUNS / "text.npy", V_fit, layout.features("fit"))
+    if noun_text.shape[0] != len(selected_nouns):
+        raise LaicError(f"{layout.NOUNS / 'text.npy'} has {noun_text.shape[0]} rows but "
+                        f"selected.parquet lists {len(selected_nouns)} nouns; rerun `dvc repro nouns`")
+
+    C_path = layout.RELATION / "C_fit.npz"
+    C_fit = load_matrix(C_path)
+    if C_fit.shape != (n_fit, len(selected_nouns)):
+        raise LaicError(f"{C_path} has shape {C_fit.shape}, expected ({n_fit}, {len(selected_nouns)}) "
+                        "(fit images x selected nouns); rerun `dvc repro relation`")
+
+    knn = load_npy(layout.NEIGHBORS / "knn.npy")
+    reliable = load_npy(layout.NEIGHBORS / "reliable.npy")
+    pseudo = load_npy(layout.NEIGHBORS / "pseudo.npy")
+    for name, array in (("knn.npy", knn), ("reliable.npy", reliable), ("pseudo.npy", pseudo)):
+        if array.shape[0] != n_fit:
+            raise LaicError(f"{layout.NEIGHBORS / name} has {array.shape[0]} rows but there are "
+                            f"{n_fit} fit images; rerun `dvc repro neighbors`")
+    if pseudo.size and (pseudo.min() < 0 or pseudo.max() >= n_clusters):
+        raise LaicError(
+            f"{layout.NEIGHBORS / 'pseudo.npy'}: pseudo-labels span {pseudo.min()}..{pseudo.max()}, "
+            f"but dataset.num_clusters is {n_clusters} (they must lie in 0..{n_clusters - 1}); "
+            "rerun `dvc repro` after changing num_clusters"
+        )
+    reliable = reliable.astype(bool)
+    if not reliable.any():
+        raise LaicError(
+            f"{layout.NEIGHBORS / 'reliable.npy'}: no fit image is reliable, so there are no training "
+            "pairs; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
+        )
+
+    vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB / "nouns.parquet")["noun"]]
+    vocab_text = _matrix(layout.VOCAB / "text.npy", mmap=True)
+    _same_dim(vocab_text, layout.VOCAB / "text.npy", V_fit, layout.features("fit"))
+    if vocab_text.shape[0] != len(vocab_nouns):
+        raise LaicError(f"{layout.VOCAB / 'text.npy'} has {vocab_text.shape[0]} rows but nouns.parquet "
+                        f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
+    return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, C_fit=C_fit, knn=knn,
+                reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
+                vocab_text=vocab_text)
+
+
+def save_torch(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    params = load_params(params_file)
+    cp = params.centers
+    K = params.dataset.num_clusters
+    inputs = load_inputs(K)
+    V_fit = np.array(inputs["V_fit"], dtype=np.float32)  # a writable copy (the file is memory-mapped)
+    d = V_fit.shape[1]
+
+    init_nouns = cluster_init_nouns(inputs["C_fit"], inputs["pseudo"], inputs["reliable"],
+                                    inputs["selected_nouns"], K)
+    if len(set(init_nouns)) < K:
+        print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
+              "clusters start from the same noun", file=sys.stderr)
+    bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
+    learner = PromptLearner(bundle.model, bundle.tokenizer, init_nouns, cp.n_ctx,
+                            template=cp.init_template, seed=params.seed, model_name=params.model.name)
+    with torch.no_grad():
+        text_dim = learner().shape[1]
+    if text_dim != d:
+        raise LaicError(
+            f"model.name: {params.model.name} gives d={text_dim} text features but "
+            f"{layout.features('fit')} has d={d}; rerun `dvc repro` so the features use this model"
+        )
+    pairs = training_pairs(inputs["knn"], inputs["reliable"])
+    print(f"centers: K={K}, {int(inputs['reliable'].sum())} reliable of {V_fit.shape[0]} fit images, "
+          f"{len(pairs)} pairs, {cp.epochs} epochs on {bundle.device}")
+    started = time.perf_counter()
+    history = train_centers(
+        learner, torch.from_numpy(V_fit), pairs,
+        pseudo=inputs["pseudo"], reliable=inputs["reliable"],
+        tau=cp.tau, entropy_weight=cp.entropy_weight, ce_weight=cp.ce_weight,
+        epochs=cp.epochs, lr=cp.lr, batch_size=cp.batch_size, seed=params.seed,
+    )
+    train_seconds = time.perf_counter() - started
+    with torch.no_grad():
+        centers = learner().cpu().numpy().astype(np.float32)
+
+    save_torch(PROMPTS, {
+        **learner.export(),
+        "model": {"name": params.model.name, "pretrained": params.model.pretrained},
+        "dim": d,
+        "tau": cp.tau,
+    })
+    save_npy(CENTERS, centers)
+    labels, mean_confidence = {}, {}
+    for role, V in (("fit", V_fit), ("eval", inputs["V_eval"])):
+        labels[role], confidence = assign_labels(V, centers, cp.tau)
+        mean_confidence[role] = float(confidence.mean()) if confidence.size else 0.0
+        save_parquet(assignments_path(role), pd.DataFrame({
+            "row": np.arange(len(labels[role]), dtype=np.int64),
+            "cluster": labels[role],
+            "confidence": confidence,
+        }))
+    names = name_clusters(centers, inputs["vocab_text"], inputs["vocab_nouns"], inputs["C_fit"],
+                          inputs["selected_nouns"], labels["fit"])
+    for entry, noun in zip(names, init_nouns):
+        entry["init_noun"] = noun
+    save_json(NAMES, names)
+    save_csv(HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "consistency", "entropy", "ce"]))
+    sizes = np.bincount(labels["fit"], minlength=K)
+    final = history[-1]
+    # Label-free and deterministic (no timings: the file is git-tracked); scores
+    # against labels are the evaluate stage's.
+    save_json(SUMMARY, {
+        "epochs": cp.epochs,
+        "pairs": int(len(pairs)),
+        "reliable": int(inputs["reliable"].sum()),
+        "final_loss": final["loss"],
+        "final_consistency": final["consistency"],
+        "final_entropy": final["entropy"],
+        "final_ce": final["ce"],
+        "fit_cluster_size_min": int(sizes.min()),
+        "fit_cluster_size_max": int(sizes.max()),
+        "fit_empty_clusters": int((sizes == 0).sum()),
+        "eval_empty_clusters": int((np.bincount(labels["eval"], minlength=K) == 0).sum()),
+        "fit_mean_confidence": mean_confidence["fit"],
+        "eval_mean_confidence": mean_confidence["eval"],
+    })
+    print(f"centers: trained in {train_seconds:.1f}s, final loss {final['loss']:.4f}; fit cluster sizes "
+          f"{sizes.min()}..{sizes.max()}, {int((sizes == 0).sum())} empty")
+
+
+if __name__ == "__main__":
+    run(app)

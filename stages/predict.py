@@ -1,0 +1,98 @@
+"""predict: assign the images of any folder to the learned clusters.
+
+    python -m stages.predict FOLDER --out predictions.csv [--params params.yaml] [--on-error skip]
+
+Embeds every image under FOLDER with the model in params, assigns it to the
+nearest learned center (data/centers/centers.npy, temperature centers.tau)
+and writes a CSV: source, cluster, cluster_name, confidence. Not a DVC stage:
+it reads the pipeline's outputs and writes only --out.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import typer
+
+from laic_core.artifacts import ChunkedArray, atomic_path, load_json
+from laic_core.centers import assign_labels
+from laic_core.config import load_params
+from laic_core.datasets import load_split
+from laic_core.encode import encode_images, image_embedding_dim
+from laic_core.errors import LaicError
+from laic_core.models import load_clip
+from stages.centers import CENTERS, NAMES, PROMPTS
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+
+def load_learned(params) -> tuple[np.ndarray, list[str]]:
+    """(K, d) centers and K cluster names; errors when missing or from another model."""
+    for path in (CENTERS, PROMPTS, NAMES):
+        if not path.is_file():
+            raise LaicError(f"{path}: missing; the clusters have not been learned yet. "
+                            "Run the pipeline first (`dvc repro`), then predict")
+    saved = torch.load(PROMPTS, map_location="cpu", weights_only=True)
+    was = saved.get("model", {})
+    now = {"name": params.model.name, "pretrained": params.model.pretrained}
+    if was != now:
+        raise LaicError(
+            f"the centers were learned with model {was.get('name')} ({was.get('pretrained')}) but params "
+            f"now say {now['name']} ({now['pretrained']}); run `dvc repro` to relearn them, "
+            "or restore the model settings"
+        )
+    centers = np.load(CENTERS)
+    names = load_json(NAMES)
+    if centers.ndim != 2 or len(names) != centers.shape[0]:
+        raise LaicError(f"{CENTERS} and {NAMES} disagree on the number of clusters; rerun `dvc repro`")
+    return centers.astype(np.float32), [str(n.get("name", "")) for n in names]
+
+
+@app.command()
+def main(
+    folder: Path = typer.Argument(..., help="folder of images (searched recursively)"),
+    out: Path = typer.Option(..., "--out", help="CSV to write: source, cluster, cluster_name, confidence"),
+    params_file: Path = typer.Option("params.yaml", "--params", help="parameters file"),
+    on_error: str = typer.Option("fail", "--on-error", help="fail | skip unreadable images"),
+) -> None:
+    if on_error not in ("fail", "skip"):
+        raise LaicError(f"--on-error: {on_error!r} must be 'fail' or 'skip'")
+    if not folder.is_dir():
+        raise LaicError(f"{folder}: no such folder of images")
+    params = load_params(params_file)
+    centers, names = load_learned(params)
+    split = load_split("imagefolder", "", folder, "all")
+    bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
+    dim = image_embedding_dim(bundle)
+    if dim != centers.shape[1]:
+        raise LaicError(f"model {params.model.name} gives d={dim} image features but {CENTERS} has "
+                        f"d={centers.shape[1]}; run `dvc repro` to relearn the centers with this model")
+    with tempfile.TemporaryDirectory(prefix="laic-predict-") as tmp:
+        chunks = ChunkedArray(Path(tmp) / "features.npy", len(split), params.embed.chunk_size, key="predict")
+        encode_images(bundle, split, chunks, batch_size=params.model.batch_size,
+                      num_workers=params.embed.num_workers, on_error=on_error, desc="predict")
+        keep = chunks.finite_rows()
+        features = np.array(chunks.finalize(np.float32, keep=keep))
+    labels, confidence = assign_labels(features, centers, params.centers.tau)
+    sources = [s for s, k in zip(split.sources(), keep) if k]
+    table = pd.DataFrame({
+        "source": sources,
+        "cluster": labels,
+        "cluster_name": [names[k] for k in labels],
+        "confidence": confidence,
+    })
+    with atomic_path(out) as tmp_csv:
+        table.to_csv(tmp_csv, index=False)
+    skipped = int((~keep).sum())
+    note = f", skipped {skipped} unreadable image(s)" if skipped else ""
+    print(f"predict: {len(table)} image(s) -> {out}{note}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(app)

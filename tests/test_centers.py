@@ -1,0 +1,410 @@
+"""Adaptive semantic centers: prompt construction, training, assignment, naming, stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+import yaml
+
+from laic_core.artifacts import save_matrix, save_npy, save_parquet
+from laic_core.centers import (
+    PromptLearner, assign, assign_labels, cluster_init_nouns, cluster_mean_weights,
+    name_clusters, train_centers,
+)
+from laic_core.encode import encode_texts
+from laic_core.errors import LaicError
+from laic_core.metrics import cluster_accuracy
+from laic_core.neighbors import training_pairs
+from laic_core.text_tower import TextTower
+from tests.conftest import make_image_tree
+
+WORDS = ["apple", "river", "chair", "cloud"]  # arbitrary: nothing to do with the groups
+# Settings that separate the toy groups reliably (checked over 16 data seeds).
+TRAIN = dict(tau=0.1, entropy_weight=2.0, epochs=5, lr=0.02, batch_size=256, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP's
+    spinning threads make each step many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def grouped_features(centers0: np.ndarray, n_per_group: int = 50, noise: float = 0.3, seed: int = 0):
+    """K groups of unit features along directions orthogonal to every initial center.
+
+    At step 0 the centers see only the noise, so the assignment starts near
+    chance; training must rotate the centers onto the groups.
+    Returns (V (K*n, d) float32, y (K*n,) int64).
+    """
+    rng = np.random.default_rng(seed)
+    K, d = centers0.shape
+    basis = np.linalg.qr(np.concatenate([centers0.T, rng.normal(size=(d, K))], axis=1))[0]
+    dirs = basis[:, K:].T
+    y = np.repeat(np.arange(K), n_per_group)
+    V = dirs[y] + noise * rng.normal(size=(len(y), d)) / np.sqrt(d)
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    return V.astype(np.float32), y
+
+
+def true_knn_pairs(V: np.ndarray, k: int = 5) -> np.ndarray:
+    S = V @ V.T
+    np.fill_diagonal(S, -np.inf)
+    knn = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    return training_pairs(knn, np.ones(len(V), bool))
+
+
+def learner_for(bundle, words=WORDS, n_ctx=4, seed=0, **kw) -> PromptLearner:
+    return PromptLearner(bundle.model, bundle.tokenizer, words, n_ctx, seed=seed,
+                         model_name="tiny", **kw)
+
+
+def centers_of(learner) -> np.ndarray:
+    with torch.no_grad():
+        return learner().numpy()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bundle):
+    """One training run on the toy groups, with the tower's state before and after."""
+    learner = learner_for(tiny_bundle)
+    start = centers_of(learner)
+    V, y = grouped_features(start)
+    pairs = true_knn_pairs(V)
+    tower_before = {k: v.clone() for k, v in tiny_bundle.model.state_dict().items()}
+    ctx_before = learner.ctx.detach().clone()
+    history = train_centers(learner, torch.from_numpy(V), pairs, seed=0, **TRAIN)
+    return dict(learner=learner, start=start, V=V, y=y, pairs=pairs, history=history,
+                tower_before=tower_before, ctx_before=ctx_before)
+
+
+# ------------------------------------------------------------------ prompts
+
+
+def test_template_init_center_is_the_plain_text_feature(tiny_bundle):
+    learner = learner_for(tiny_bundle, ["dog", "hot-air balloon"])
+    assert learner.template_init
+    assert learner.init_texts == ["a photo of a dog.", "a photo of a hot-air balloon."]
+    plain = encode_texts(tiny_bundle, learner.init_texts)
+    np.testing.assert_allclose(centers_of(learner), plain, atol=1e-5)
+    # The prompt's tokens are the tokenizer's, cut at the longest EOT.
+    full = tiny_bundle.tokenizer(learner.init_texts)
+    assert torch.equal(learner.tokens, full[:, : learner.tokens.shape[1]])
+    assert (full[:, learner.tokens.shape[1]:] == 0).all()
+    assert [p.shape for p in learner.parameters()] == [(2, 4, 64)]
+
+
+def test_random_init_uses_placeholders_below_eot(tiny_bundle):
+    tok = tiny_bundle.tokenizer
+    learner = learner_for(tiny_bundle, ["dog", "cat"], n_ctx=2, seed=3)
+    assert not learner.template_init
+    assert learner.init_texts == ["X X dog.", "X X cat."]
+    x_id = tok.encode("X")[0]
+    assert (learner.tokens[:, 1:3] == x_id).all() and x_id < tok.eot_token_id
+    tower = TextTower(tiny_bundle.model)
+    eot_at = (learner.tokens == tok.eot_token_id).int().argmax(dim=1)
+    assert torch.equal(tower.pooled_positions(learner.tokens), eot_at)
+    assert learner.ctx.std().item() == pytest.approx(0.02, rel=0.3)
+    # Seeded: the same seed draws the same context, another seed another.
+    assert torch.equal(learner.ctx, learner_for(tiny_bundle, ["dog", "cat"], n_ctx=2, seed=3).ctx)
+    assert not torch.equal(learner.ctx, learner_for(tiny_bundle, ["dog", "cat"], n_ctx=2, seed=4).ctx)
+
+
+def test_tower_without_embedding_input_is_refused_by_name(tiny_bundle):
+    opaque = TextTower(torch.nn.Linear(2, 2))  # like an HF text tower: no token embeddings
+    with pytest.raises(LaicError, match=r"hf-bert.*ViT-B-32"):
+        PromptLearner(opaque, tiny_bundle.tokenizer, ["dog"], 4, model_name="hf-bert")
+
+
+def test_bad_template_and_words(tiny_bundle):
+    with pytest.raises(LaicError, match="exactly one"):
+        learner_for(tiny_bundle, ["dog"], template="a photo")
+    with pytest.raises(LaicError, match="empty word"):
+        learner_for(tiny_bundle, ["dog", " "])
+    with pytest.raises(LaicError, match="no room"):
+        learner_for(tiny_bundle, ["dog"], n_ctx=75)
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_training_separates_the_groups_from_near_chance(trained):
+    tau = TRAIN["tau"]
+    V, y = trained["V"], trained["y"]
+    assert cluster_accuracy(y, assign(V, trained["start"], tau)[0]) <= 0.6
+    final = centers_of(trained["learner"])
+    assert cluster_accuracy(y, assign(V, final, tau)[0]) >= 0.9
+    history = trained["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert set(history[0]) == {"epoch", "loss", "consistency", "entropy", "ce"}
+
+
+def test_only_the_prompt_vectors_learn(trained, tiny_bundle):
+    after = tiny_bundle.model.state_dict()
+    assert after.keys() == trained["tower_before"].keys()
+    for key, before in trained["tower_before"].items():
+        assert torch.equal(after[key], before), key
+    for name, param in tiny_bundle.model.named_parameters():
+        assert param.grad is None and not param.requires_grad, name
+    assert not torch.equal(trained["learner"].ctx.detach(), trained["ctx_before"])
+    assert trained["learner"].ctx.grad is not None
+
+
+def test_same_seed_same_result_and_n_ctx_matters(tiny_bundle, trained):
+    V, pairs = trained["V"], trained["pairs"]
+    settings = dict(TRAIN, epochs=2)
+
+    def run(n_ctx, seed=0):
+        learner = learner_for(tiny_bundle, n_ctx=n_ctx)
+        train_centers(learner, torch.from_numpy(V), pairs, seed=seed, **settings)
+        return centers_of(learner)
+
+    first = run(4)
+    np.testing.assert_array_equal(first, run(4))
+    assert np.abs(first - run(4, seed=1)).max() > 1e-4  # the seed drives the pair order
+    assert np.abs(first - run(2)).max() > 1e-3
+
+
+def test_cross_entropy_term_needs_pseudo_labels(tiny_bundle, trained):
+    V, y, pairs = trained["V"], trained["y"], trained["pairs"]
+    learner = learner_for(tiny_bundle)
+    with pytest.raises(LaicError, match="pseudo-labels"):
+        train_centers(learner, V, pairs, ce_weight=1.0, **dict(TRAIN, epochs=1))
+    reliable = np.arange(len(y)) % 2 == 0
+    history = train_centers(learner, V, pairs, ce_weight=1.0, pseudo=y, reliable=reliable,
+                            **dict(TRAIN, epochs=1))
+    assert history[0]["ce"] > 0
+    assert train_centers(learner_for(tiny_bundle), V, pairs, **dict(TRAIN, epochs=1))[0]["ce"] == 0
+
+
+def test_bad_pairs_and_dimensions(tiny_bundle):
+    learner = learner_for(tiny_bundle)
+    V = np.eye(5, 32, dtype=np.float32)
+    with pytest.raises(LaicError, match="rows 0..4"):
+        train_centers(learner, V, np.array([[0, 5]]), progress=False)
+    with pytest.raises(LaicError, match="d=16.*d=32"):
+        train_centers(learner, np.eye(5, 16, dtype=np.float32), np.array([[0, 1]]), progress=False)
+
+
+# ---------------------------------------------------------------- assignment
+
+
+def test_assign_probabilities_and_blocks():
+    rng = np.random.default_rng(0)
+    V = rng.normal(size=(10, 6)).astype(np.float32)
+    W = rng.normal(size=(3, 6)).astype(np.float32)
+    labels, probs = assign(V, W, 0.5)
+    assert labels.shape == (10,) and labels.dtype == np.int64
+    assert probs.shape == (10, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(labels, (V @ W.T).argmax(axis=1))
+    small_labels, small_probs = assign(V, W, 0.5, block_size=3)
+    np.testing.assert_array_equal(small_labels, labels)
+    np.testing.assert_allclose(small_probs, probs, atol=1e-7)
+    top_labels, confidence = assign_labels(V, W, 0.5, block_size=4)
+    np.testing.assert_array_equal(top_labels, labels)
+    np.testing.assert_allclose(confidence, probs.max(axis=1), atol=1e-7)
+    with pytest.raises(LaicError, match="same d"):
+        assign(V, W[:, :5], 0.5)
+
+
+# ------------------------------------------------------------------- nouns
+
+
+def hand_made_C():
+    # cluster 0: reliable rows 0, 1 favour noun 1; unreliable row 2 favours noun 0 strongly
+    # cluster 1: reliable row 3 favours noun 2
+    # cluster 2: no reliable row; its rows 5, 6 favour noun 3
+    C = np.array([
+        [0.1, 0.6, 0.2, 0.1],
+        [0.1, 0.5, 0.3, 0.1],
+        [0.97, 0.01, 0.01, 0.01],
+        [0.1, 0.1, 0.7, 0.1],
+        [0.1, 0.7, 0.1, 0.1],
+        [0.1, 0.1, 0.1, 0.7],
+        [0.2, 0.1, 0.1, 0.6],
+    ])
+    pseudo = np.array([0, 0, 0, 1, 1, 2, 2])
+    reliable = np.array([True, True, False, True, False, False, False])
+    return C, pseudo, reliable
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cluster_init_nouns_uses_reliable_members(sparse):
+    C, pseudo, reliable = hand_made_C()
+    C = sp.csr_matrix(C) if sparse else C
+    nouns = ["cat", "dog", "car", "ship"]
+    # All members of cluster 0 would pick "cat" (mean 0.39 vs 0.37); reliable ones pick "dog".
+    assert cluster_init_nouns(C, pseudo, reliable, nouns, 3) == ["dog", "car", "ship"]
+    means, counts = cluster_mean_weights(C, pseudo, 3, reliable)
+    np.testing.assert_allclose(means[0], [0.1, 0.55, 0.25, 0.1])
+    assert counts.tolist() == [2, 1, 0]
+
+
+def test_cluster_init_nouns_shared_top_noun_and_empty_cluster():
+    C, pseudo, reliable = hand_made_C()
+    C[3] = [0.1, 0.5, 0.3, 0.1]  # cluster 1's reliable member now also prefers "dog"
+    nouns = ["cat", "dog", "car", "ship"]
+    assert cluster_init_nouns(C, pseudo, reliable, nouns, 3, distinct=False) == ["dog", "dog", "ship"]
+    # Distinct: the matching of largest total weight (0.55 + 0.3 + 0.65 beats 0.25 + 0.5 + 0.65).
+    assert cluster_init_nouns(C, pseudo, reliable, nouns, 3) == ["dog", "car", "ship"]
+    # A cluster without members falls back to the mean over all images.
+    got = cluster_init_nouns(C, pseudo, reliable, nouns, 4)
+    assert got[:3] == ["dog", "car", "ship"] and got[3] == "cat"
+    with pytest.raises(LaicError, match="same selected nouns"):
+        cluster_init_nouns(C, pseudo, reliable, nouns[:3], 3)
+
+
+def test_name_clusters_small_case():
+    vocab_nouns = ["cat", "dog", "car", "ship", "tree"]
+    vocab_text = np.eye(5, 4, dtype=np.float32)
+    vocab_text[4] = [0.6, 0.8, 0, 0]
+    centers = np.array([[0, 1, 0, 0], [0.8, 0.6, 0, 0]], np.float32)
+    C, pseudo, _ = hand_made_C()
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    names = name_clusters(centers, vocab_text, vocab_nouns, sp.csr_matrix(C),
+                          ["cat", "dog", "car", "ship"], labels, top=2)
+    assert [n["cluster"] for n in names] == [0, 1] and [n["size"] for n in names] == [3, 4]
+    assert names[0]["name"] == "dog"
+    assert [(x["noun"], x["cosine"]) for x in names[0]["nearest_nouns"]] == [("dog", 1.0), ("tree", 0.8)]
+    assert [x["noun"] for x in names[1]["nearest_nouns"]] == ["tree", "cat"]
+    # Cluster 0's members average [0.39, 0.37, 0.17, 0.07].
+    assert [x["noun"] for x in names[0]["member_nouns"]] == ["cat", "dog"]
+    assert names[0]["member_nouns"][0]["weight"] == pytest.approx(0.39)
+
+
+# ------------------------------------------------------------------- stages
+
+
+def write_pipeline_inputs(root: Path, feats: np.ndarray, K: int, seed: int = 0) -> None:
+    """Synthetic upstream artifacts (nouns, relation, neighbours, vocabulary) for `feats`."""
+    rng = np.random.default_rng(seed)
+    n, d = feats.shape
+    vocab = [f"noun{j}" for j in range(12)]
+    T = rng.normal(size=(12, d)).astype(np.float32)
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    save_parquet(root / "data/vocab/nouns.parquet", pd.DataFrame({"noun": vocab}))
+    save_npy(root / "data/vocab/text.npy", T)
+    sel = [0, 2, 4, 5, 7, 9]
+    save_parquet(root / "data/nouns/selected.parquet", pd.DataFrame(
+        {"noun": [vocab[j] for j in sel], "group": np.arange(6) % K, "score": np.ones(6)}))
+    save_npy(root / "data/nouns/text.npy", T[sel])
+    logits = feats @ T[sel].T / 0.05
+    C = np.exp(logits - logits.max(axis=1, keepdims=True))
+    save_matrix(root / "data/relation/C_fit.npz", C / C.sum(axis=1, keepdims=True))
+    S = feats @ feats.T
+    np.fill_diagonal(S, -np.inf)
+    knn = np.argsort(-S, axis=1, kind="stable")[:, :3].astype(np.int64)
+    save_npy(root / "data/neighbors/knn.npy", knn)
+    save_npy(root / "data/neighbors/pseudo.npy", (np.arange(n) % K).astype(np.int64))
+    save_npy(root / "data/neighbors/reliable.npy", np.arange(n) % 3 != 0)
+
+
+def write_params(root: Path, config: Path, K: int = 3, **centers) -> None:
+    params = {
+        "seed": 0,
+        "dataset": {"kind": "imagefolder", "root": "images", "fit_split": "all",
+                    "eval_split": "all", "num_clusters": K},
+        "model": {"name": str(config), "pretrained": "none", "device": "cpu", "batch_size": 8},
+        "embed": {"num_workers": 0, "chunk_size": 8},
+        "centers": {"epochs": 2, "batch_size": 16, "lr": 0.01, **centers},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, tiny_config):
+    """An image tree embedded by the embed stage, plus synthetic upstream artifacts."""
+    from stages.embed import main as embed
+
+    monkeypatch.chdir(tmp_path)
+    make_image_tree(tmp_path / "images", classes=3, per_class=6)
+    write_params(tmp_path, tiny_config)
+    embed(Path("params.yaml"))
+    write_pipeline_inputs(tmp_path, np.load("data/features/fit.npy"), K=3)
+    return tmp_path
+
+
+def test_centers_stage_and_predict(project, tiny_config):
+    import json
+
+    from stages.centers import main as centers_stage
+    from stages.predict import main as predict
+
+    centers_stage(Path("params.yaml"))
+    centers = np.load("data/centers/centers.npy")
+    assert centers.shape == (3, 32) and centers.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(centers, axis=1), 1.0, atol=1e-5)
+    fit = pd.read_parquet("data/centers/assign_fit.parquet")
+    assert list(fit.columns) == ["row", "cluster", "confidence"] and len(fit) == 18
+    assert fit["cluster"].between(0, 2).all() and fit["confidence"].between(1 / 3, 1).all()
+    names = json.loads(Path("data/centers/names.json").read_text())
+    assert [n["cluster"] for n in names] == [0, 1, 2]
+    assert sum(n["size"] for n in names) == 18
+    assert all(n["name"].startswith("noun") and n["init_noun"].startswith("noun") for n in names)
+    assert len({n["init_noun"] for n in names}) == 3
+    history = pd.read_csv("metrics/centers_history.csv")
+    assert list(history.columns) == ["epoch", "loss", "consistency", "entropy", "ce"]
+    assert history["epoch"].tolist() == [1, 2]
+    summary = json.loads(Path("metrics/centers.json").read_text())
+    assert summary["pairs"] == 36 and summary["reliable"] == 12 and summary["epochs"] == 2
+    assert summary["final_loss"] == pytest.approx(history["loss"].iloc[-1])
+    assert summary["fit_empty_clusters"] == 3 - fit["cluster"].nunique()
+    saved = torch.load("data/centers/prompts.pt", weights_only=True)
+    assert saved["ctx"].shape == (3, 4, 64) and saved["n_ctx"] == 4 and saved["dim"] == 32
+
+    # The same images through predict land in the same clusters.
+    predict(Path("images"), Path("pred.csv"), Path("params.yaml"), "fail")
+    pred = pd.read_csv("pred.csv")
+    assert list(pred.columns) == ["source", "cluster", "cluster_name", "confidence"]
+    sources = pd.read_parquet("data/features/eval.parquet")["source"]
+    expected = pd.read_parquet("data/centers/assign_eval.parquet")["cluster"]
+    by_source = dict(zip(pred["source"], pred["cluster"]))
+    assert [by_source[s] for s in sources] == expected.tolist()
+    assert pred["cluster_name"].tolist() == [names[k]["name"] for k in pred["cluster"]]
+
+    # A changed model is caught before anything is embedded.
+    write_params(project, Path(tiny_config).with_name("other.json"))
+    with pytest.raises(LaicError, match="relearn"):
+        predict(Path("images"), Path("pred2.csv"), Path("params.yaml"), "fail")
+
+
+def test_predict_before_centers_exist(tmp_path, monkeypatch, tiny_config):
+    from stages.predict import main as predict
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, tiny_config)
+    with pytest.raises(LaicError, match="images: no such folder"):
+        predict(Path("images"), Path("pred.csv"), Path("params.yaml"), "fail")
+    make_image_tree(tmp_path / "images", classes=1, per_class=1)
+    with pytest.raises(LaicError, match=r"centers.npy: missing.*dvc repro"):
+        predict(Path("images"), Path("pred.csv"), Path("params.yaml"), "fail")
+    assert not Path("pred.csv").exists()
+
+
+def test_centers_stage_input_checks(project, tiny_config):
+    from stages.centers import main as centers_stage
+
+    save_npy("data/nouns/text.npy", np.ones((6, 16), np.float32))
+    with pytest.raises(LaicError, match=r"data/nouns/text.npy has d=16.*data/features/fit.npy has d=32"):
+        centers_stage(Path("params.yaml"))
+    write_pipeline_inputs(project, np.load("data/features/fit.npy"), K=3)
+    write_params(project, tiny_config, K=2)
+    with pytest.raises(LaicError, match=r"pseudo-labels span 0..2.*num_clusters is 2"):
+        centers_stage(Path("params.yaml"))
+    write_params(project, tiny_config, K=19)
+    with pytest.raises(LaicError, match="19 clusters but only 18 fit images"):
+        centers_stage(Path("params.yaml"))
+    write_params(project, tiny_config)
+    save_npy("data/neighbors/reliable.npy", np.zeros(18, bool))
+    with pytest.raises(LaicError, match="no fit image is reliable"):
+        centers_stage(Path("params.yaml"))
