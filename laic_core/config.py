@@ -92,6 +92,7 @@ class CentersParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     purity_ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    purity_sample: int = 50000  # fit images the purity curve is measured on (a seeded subset); 0 = all
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ _RANGES = {
         lambda v: len(v) > 0 and all(isinstance(k, int) and k >= 1 for k in v),
         "a non-empty list of integers >= 1",
     ),
+    ("evaluate", "purity_sample"): (lambda v: v == 0 or v >= 2, "0 (all fit images) or an integer >= 2"),
 }
 
 

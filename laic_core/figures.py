@@ -1,0 +1,192 @@
+"""Figures of a run: confusion matrix, neighbour purity, pseudo-label accuracy, training curves.
+
+Every function takes arrays and returns a `matplotlib.figure.Figure` built
+without pyplot (no global figure registry, no GUI backend), so figures can be
+drawn in tests, in worker processes and on headless machines. `save_figure`
+writes a PNG atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from laic_core.artifacts import atomic_path
+from laic_core.errors import LaicError
+
+MAX_TICK_LABELS = 40  # beyond this many classes the tick labels overlap; show none
+_DPI = 110
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # attach a canvas so savefig/draw work without pyplot
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` as a PNG at `path` (atomically) and return the path."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def message_figure(text: str, title: str | None = None) -> Figure:
+    """A placeholder figure that says `text` (e.g. why a plot could not be drawn)."""
+    fig = _new_figure(5, 2.2)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ------------------------------------------------------------------ confusion
+
+
+def matched_column_order(n_classes: int, cluster_ids: Sequence[int],
+                         mapping: Mapping[int, int], class_ids: Sequence[int]) -> np.ndarray:
+    """Column order that puts the cluster matched to class i under row i.
+
+    cluster_ids (C,): the cluster id of each column; class_ids (R,): the class
+    id of each row; mapping: {cluster id: class id} (the Hungarian matching).
+    Returns (C,) int64 column indices: first the matched clusters in row
+    order, then the unmatched ones in their original order.
+    """
+    cluster_ids = [int(c) for c in cluster_ids]
+    row_of_class = {int(c): i for i, c in enumerate(class_ids)}
+    if len(row_of_class) != n_classes:
+        raise LaicError(f"class_ids has {len(row_of_class)} distinct ids for {n_classes} rows")
+    matched = sorted(
+        (row_of_class[mapping[c]], j) for j, c in enumerate(cluster_ids)
+        if c in mapping and mapping[c] in row_of_class
+    )
+    first = [j for _, j in matched]
+    taken = set(first)
+    rest = [j for j in range(len(cluster_ids)) if j not in taken]
+    return np.asarray(first + rest, dtype=np.int64)
+
+
+def confusion_figure(table, row_labels: Sequence[str] | None = None,
+                     col_labels: Sequence[str] | None = None, *, title: str = "") -> Figure:
+    """Heat map of a contingency table, each row normalised to fractions.
+
+    table: (R, C) counts (classes x clusters, columns already in display order).
+    row_labels / col_labels: tick labels (omitted when there are more than
+    MAX_TICK_LABELS of them). Each cell shows the fraction of its class.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.size == 0:
+        raise LaicError(f"table must be a non-empty 2-D array, got shape {table.shape}")
+    n_rows, n_cols = table.shape
+    totals = table.sum(axis=1, keepdims=True)
+    fractions = np.divide(table, totals, out=np.zeros_like(table), where=totals > 0)
+    side = float(np.clip(0.35 * max(n_rows, n_cols) + 2.5, 4.0, 14.0))
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the class")
+    for axis, labels, count, setter in (("x", col_labels, n_cols, ax.set_xticks),
+                                        ("y", row_labels, n_rows, ax.set_yticks)):
+        if labels is not None and count <= MAX_TICK_LABELS:
+            if len(labels) != count:
+                raise LaicError(f"{len(labels)} {axis} tick labels for {count} {axis} entries")
+            setter(np.arange(count), [str(s) for s in labels],
+                   **({"rotation": 60, "ha": "right"} if axis == "x" else {}))
+        elif count > MAX_TICK_LABELS:
+            setter([])
+    if n_rows * n_cols <= 400:  # numbers stay legible up to about 20 x 20
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if table[i, j] > 0:
+                    ax.text(j, i, f"{fractions[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if fractions[i, j] > 0.6 else "black")
+    ax.set_xlabel("cluster (matched to the class of its row)")
+    ax.set_ylabel("class")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ------------------------------------------------------------------ diagnostics
+
+
+def purity_figure(ks: Sequence[int], curves: Mapping[str, Sequence[float]], *,
+                  title: str = "Neighbour purity") -> Figure:
+    """Neighbour purity against k, one line per representation (the paper's Fig. 2).
+
+    ks: (P,) neighbourhood sizes; curves: {name: (P,) purities in [0, 1]}.
+    """
+    ks = list(ks)
+    if not ks or not curves:
+        raise LaicError("purity_figure needs at least one k and one curve")
+    fig = _new_figure(5.5, 3.8)
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        values = list(values)
+        if len(values) != len(ks):
+            raise LaicError(f"curve {name!r} has {len(values)} values for {len(ks)} k's")
+        ax.plot(ks, values, marker="o", label=name)
+    ax.set_xscale("log" if max(ks) / max(min(ks), 1) >= 10 else "linear")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("k (nearest neighbours)")
+    ax.set_ylabel("neighbours sharing the true class")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def pseudo_accuracy_figure(subsets: Sequence[str], accuracies: Sequence[float],
+                           counts: Sequence[int], *, title: str = "Pseudo-label accuracy") -> Figure:
+    """Bars of pseudo-label accuracy per subset (all / reliable / ...; the paper's Fig. 5).
+
+    Each bar is annotated with its accuracy and the number of samples.
+    """
+    subsets, accuracies, counts = list(subsets), list(accuracies), list(counts)
+    if not (len(subsets) == len(accuracies) == len(counts)) or not subsets:
+        raise LaicError("subsets, accuracies and counts must be non-empty and of equal length")
+    fig = _new_figure(5.0, 3.6)
+    ax = fig.add_subplot()
+    heights = [0.0 if a is None or not np.isfinite(a) else float(a) for a in accuracies]
+    palette = ["#888888", "#2a7ab9", "#d9822b", "#5a9e4b"]
+    bars = ax.bar(subsets, heights, color=[palette[i % len(palette)] for i in range(len(subsets))])
+    for bar, acc, n in zip(bars, accuracies, counts):
+        text = "n/a" if acc is None or not np.isfinite(acc) else f"{100 * acc:.1f}%"
+        ax.annotate(f"{text}\nn={n}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("accuracy (matching of all samples)")
+    ax.set_title(title)
+    return fig
+
+
+def training_figure(epochs: Sequence[float], series: Mapping[str, Sequence[float]], *,
+                    title: str = "Training of the semantic centers") -> Figure:
+    """One small panel per logged quantity (loss, consistency, ...) against epoch."""
+    epochs = np.asarray(list(epochs), dtype=np.float64)
+    if epochs.size == 0 or not series:
+        raise LaicError("training_figure needs at least one epoch and one series")
+    names = list(series)
+    n_cols = min(2, len(names))
+    n_rows = -(-len(names) // n_cols)
+    fig = _new_figure(4.0 * n_cols + 0.5, 2.6 * n_rows + 0.4)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        values = np.asarray(list(series[name]), dtype=np.float64)
+        if values.shape != epochs.shape:
+            raise LaicError(f"series {name!r} has {values.size} values for {epochs.size} epochs")
+        ax.plot(epochs, values, marker="." if epochs.size <= 60 else None)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,291 @@
+"""Markdown rendering of a run's results and of a many-dataset comparison.
+
+Pure functions: dicts in (the contents of metrics/scores.json,
+diagnostics.json, data/centers/names.json, params), a Markdown string out.
+Scores are fractions in the JSON files and percentages with one decimal in
+Markdown, as in the papers' tables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+METHODS = ("clip_kmeans", "tac_notrain", "ours_notrain", "ours", "zeroshot")
+METHOD_TITLES = {
+    "clip_kmeans": "CLIP k-means",
+    "tac_notrain": "TAC (no train)",
+    "ours_notrain": "ours (no train)",
+    "ours": "ours",
+    "zeroshot": "zero-shot (class names)",
+}
+SCORE_KEYS = ("acc", "nmi", "ari")
+SIZE_KEYS = ("n", "min_size", "max_size", "n_empty", "size_entropy")
+MISSING = "–"
+_NOUNS_SHOWN = 5
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def percent(value: Any) -> str:
+    """0.9291 -> '92.9'; None/NaN/non-numbers -> '–'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return MISSING
+    return f"{100.0 * value:.1f}"
+
+
+def number(value: Any) -> str:
+    """Integers as they are, floats with 3 decimals, anything else via str; None -> '–'."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else MISSING
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
+                   align: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table; cells are str()-ed and '|' escaped.
+
+    align: per column 'l' or 'r' (default: first column left, the rest right).
+    """
+    header = [_cell(h) for h in header]
+    align = list(align) if align is not None else ["l"] + ["r"] * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    for row in rows:
+        row = [_cell(c) for c in row]
+        if len(row) != len(header):
+            raise ValueError(f"row has {len(row)} cells for {len(header)} columns: {row}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def ordered_methods(names: Iterable[str]) -> list[str]:
+    """Known methods in the papers' order, then any others alphabetically."""
+    names = list(dict.fromkeys(names))
+    return [m for m in METHODS if m in names] + sorted(n for n in names if n not in METHODS)
+
+
+def is_labelled(scores: Mapping[str, Mapping]) -> bool:
+    """Whether a scores dict holds label-based scores (ACC/NMI/ARI) rather than sizes."""
+    return any(isinstance(v, Mapping) and "acc" in v for v in scores.values())
+
+
+# ------------------------------------------------------------------ sections
+
+
+def scores_table(scores: Mapping[str, Mapping]) -> str:
+    """Methods x ACC/NMI/ARI (percent) when labelled, else methods x cluster-size figures."""
+    methods = ordered_methods(k for k, v in scores.items() if isinstance(v, Mapping))
+    if is_labelled(scores):
+        rows = [[METHOD_TITLES.get(m, m)] + [percent(scores[m].get(k)) for k in SCORE_KEYS]
+                for m in methods]
+        return markdown_table(["method", "ACC", "NMI", "ARI"], rows)
+    rows = [[METHOD_TITLES.get(m, m)] + [number(scores[m].get(k)) for k in SIZE_KEYS] for m in methods]
+    return markdown_table(["method", "images", "smallest", "largest", "empty", "size entropy"], rows)
+
+
+def noun_text(item: Any) -> str:
+    """One entry of a names.json noun list: a string, {noun: ..} dict, or [noun, score] pair."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        for key in ("noun", "name", "word", "text"):
+            if isinstance(item.get(key), str):
+                return item[key]
+        strings = [v for v in item.values() if isinstance(v, str)]
+        return strings[0] if strings else str(item)
+    if isinstance(item, (list, tuple)) and item:
+        return noun_text(item[0])
+    return str(item)
+
+
+def _cluster_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return MISSING
+        shown = [noun_text(v) for v in value[:_NOUNS_SHOWN]]
+        return ", ".join(shown) + (", …" if len(value) > _NOUNS_SHOWN else "")
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_cluster_value(v)}" for k, v in value.items())
+    return number(value)
+
+
+_ID_KEYS = ("cluster", "id")
+
+
+def cluster_id(entry: Any, position: int) -> int:
+    """The cluster id of one names.json entry: its 'cluster' (or 'id') key, else its position."""
+    if isinstance(entry, Mapping):
+        for key in _ID_KEYS:
+            value = entry.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return position
+
+
+def clusters_table(clusters: Sequence[Any]) -> str:
+    """names.json (a list of per-cluster dicts) as a table; unknown keys become columns.
+
+    Reads defensively: the id ('cluster' or 'id') defaults to the position,
+    'size' may be absent, noun lists may hold strings, dicts or [noun, score] pairs.
+    """
+    entries = [c if isinstance(c, Mapping) else {"name": c} for c in clusters]
+    columns: list[str] = []
+    for entry in entries:
+        for key in entry:
+            if key not in (*_ID_KEYS, "size") and key not in columns:
+                columns.append(key)
+    has_size = any("size" in e for e in entries)
+    header = ["cluster"] + (["size"] if has_size else []) + [c.replace("_", " ") for c in columns]
+    rows = []
+    for position, entry in enumerate(entries):
+        row = [str(cluster_id(entry, position))]
+        if has_size:
+            row.append(number(entry.get("size")))
+        row += [_cluster_value(entry[c]) if c in entry else MISSING for c in columns]
+        rows.append(row)
+    align = ["l"] + (["r"] if has_size else []) + ["l"] * len(columns)
+    return markdown_table(header, rows, align)
+
+
+def _purity_table(purity: Mapping[str, Mapping[str, float]]) -> str:
+    spaces = list(purity)
+    ks = list(dict.fromkeys(k for space in spaces for k in purity[space]))
+    rows = [[k.lstrip("k")] + [percent(purity[s].get(k)) for s in spaces] for k in ks]
+    return markdown_table(["k"] + [f"{s} purity (%)" for s in spaces], rows)
+
+
+def diagnostics_section(diagnostics: Mapping[str, Any]) -> str:
+    """Neighbour purity, pseudo-label accuracy and the consistency filter, as Markdown."""
+    parts: list[str] = []
+    neighbors = diagnostics.get("neighbors") or {}
+    if neighbors:
+        rows = [
+            ["neighbours per image (k)", number(neighbors.get("k"))],
+            ["reliable samples", f"{number(neighbors.get('n_reliable'))} "
+                                 f"({percent(neighbors.get('fraction_reliable'))}%)"],
+            ["neighbours sharing the pseudo-label, all (%)", percent(neighbors.get("agreement"))],
+            ["neighbours sharing the pseudo-label, reliable (%)", percent(neighbors.get("agreement_reliable"))],
+        ]
+        if "purity" in neighbors:
+            rows.append(["mined neighbours sharing the true class (%)", percent(neighbors["purity"])])
+        if "pair_purity" in neighbors:
+            rows.append(["training pairs of the same class (%)", percent(neighbors["pair_purity"])])
+        parts.append("### Neighbours (fit split)\n\n" + markdown_table(["", "value"], rows))
+    purity = diagnostics.get("purity") or {}
+    if purity:
+        n = diagnostics.get("purity_samples")
+        on = f", {n} images" if n is not None else ""
+        parts.append(f"### Neighbour purity against k (fit split{on})\n\n" + _purity_table(purity))
+    pseudo = diagnostics.get("pseudo_labels") or {}
+    if pseudo:
+        subsets = [s for s in ("all", "reliable", "unreliable") if f"acc_{s}" in pseudo]
+        rows = [[s, percent(pseudo.get(f"acc_{s}")), number(pseudo.get(f"n_{s}"))] for s in subsets]
+        parts.append("### Pseudo-label accuracy (fit split, ours no-train)\n\n"
+                     + markdown_table(["samples", "accuracy (%)", "n"], rows))
+    zeroshot = diagnostics.get("zeroshot") or {}
+    if zeroshot.get("available") and "top1" in zeroshot:
+        parts.append(f"Zero-shot top-1 accuracy with the class names: {percent(zeroshot['top1'])}%.")
+    if not diagnostics.get("labelled", True):
+        parts.append("_No ground-truth labels: purity, pseudo-label accuracy and the confusion "
+                     "matrix need them and are left out; the tables above need no labels._")
+    return "\n\n".join(parts)
+
+
+def params_table(params: Mapping[str, Any]) -> str:
+    """A flat {key: value} of the run's settings as a two-column table."""
+    rows = [[key, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else number(v)]
+            for key, v in params.items()]
+    return markdown_table(["parameter", "value"], rows, ["l", "l"])
+
+
+def render_report(
+    scores: Mapping[str, Mapping],
+    diagnostics: Mapping[str, Any] | None = None,
+    *,
+    fit_scores: Mapping[str, Mapping] | None = None,
+    clusters: Sequence[Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    figures: Mapping[str, str] | None = None,
+    title: str = "LAIC run report",
+) -> str:
+    """The per-run report (metrics/report.md).
+
+    scores / fit_scores: {method: {acc, nmi, ari}} or label-free {method: {n,
+    min_size, ...}}; diagnostics: as written by the evaluate stage; clusters:
+    names.json; params: flat {key: value}; figures: {caption: relative path}.
+    Sections whose input is None or empty are left out.
+    """
+    diagnostics = diagnostics or {}
+    labelled = is_labelled(scores)
+    parts = [f"# {title}"]
+    if params:
+        parts.append("## Settings\n\n" + params_table(params))
+    n_eval = diagnostics.get("n_eval")
+    heading = "## Scores (eval split" + (f", {n_eval} images" if n_eval is not None else "") + ")"
+    if labelled:
+        note = "ACC (Hungarian matching), NMI and ARI in percent."
+    else:
+        note = ("No ground-truth labels: cluster sizes instead of scores "
+                "(size entropy 1 = perfectly even).")
+    parts.append(f"{heading}\n\n{note}\n\n{scores_table(scores)}" if scores else f"{heading}\n\nNo scores.")
+    if fit_scores:
+        parts.append("## Scores (fit split)\n\n" + scores_table(fit_scores))
+    if clusters:
+        parts.append("## Clusters\n\n" + clusters_table(clusters))
+    section = diagnostics_section(diagnostics)
+    if section:
+        parts.append("## Diagnostics\n\n" + section)
+    if figures:
+        parts.append("## Figures\n\n" + "\n\n".join(f"![{caption}]({path})" for caption, path in figures.items()))
+    return "\n\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------ many datasets
+
+
+def comparison_columns(methods: Sequence[str], metrics: Sequence[str] = SCORE_KEYS) -> list[str]:
+    """Flat column keys 'method.metric' in method-major order."""
+    return [f"{m}.{k}" for m in methods for k in metrics]
+
+
+def comparison_rows(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
+                    methods: Sequence[str] | None = None,
+                    metrics: Sequence[str] = SCORE_KEYS) -> tuple[list[str], list[list[Any]]]:
+    """(methods, rows): one row per run, [label, value per method x metric] (None where absent).
+
+    runs: [(row label, scores dict)]; methods default to every method any run
+    has, in the papers' order.
+    """
+    if methods is None:
+        methods = ordered_methods(m for _, scores in runs for m, v in scores.items() if isinstance(v, Mapping))
+    rows = []
+    for label, scores in runs:
+        row: list[Any] = [label]
+        for m in methods:
+            entry = scores.get(m) if isinstance(scores.get(m), Mapping) else {}
+            row += [entry.get(k) for k in metrics]
+        rows.append(row)
+    return list(methods), rows
+
+
+def render_comparison(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
+                      methods: Sequence[str] | None = None,
+                      metrics: Sequence[str] = SCORE_KEYS, *, title: str | None = None) -> str:
+    """Rows = datasets (runs), columns = methods x metrics, values in percent."""
+    methods, rows = comparison_rows(runs, methods, metrics)
+    header = ["dataset"] + [f"{METHOD_TITLES.get(m, m)} {k.upper()}" for m in methods for k in metrics]
+    body = [[row[0]] + [percent(v) for v in row[1:]] for row in rows]
+    table = markdown_table(header, body)
+    return (f"# {title}\n\n" if title else "") + table + "\n"
