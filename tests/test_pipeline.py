@@ -1,0 +1,181 @@
+"""End to end: `dvc repro`, caching, `dvc exp run -S` and `dvc metrics diff` in a temporary repo.
+
+The repo is a copy of this project's pipeline (dvc.yaml, stages/, laic_core/)
+with params pointing at the tiny random-weight model, a small noun list and a
+generated image tree. No network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import make_image_tree, write_tiny_config
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOUNS = """# a small vocabulary for the smoke pipeline
+dog
+cat
+car
+truck
+airplane
+ship
+bird
+horse
+frog
+deer
+apple
+tree
+house
+boat
+flower
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1")
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
+
+
+def make_repo(root: Path, *, labelled: bool = True) -> Path:
+    """A git + DVC repo holding the pipeline, tiny-model params and images."""
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(PROJECT / name, root / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("stages", "laic_core"):
+        shutil.copytree(PROJECT / folder, root / folder, ignore=ignore)
+    write_tiny_config(root)
+    (root / "nouns.txt").write_text(NOUNS)
+    if labelled:
+        make_image_tree(root / "images" / "train", classes=3, per_class=8, seed=1)
+        make_image_tree(root / "images" / "test", classes=3, per_class=4, seed=2)
+    else:  # a flat folder: no class sub-folders, so no labels anywhere
+        flat = root / "images" / "train"
+        make_image_tree(root / "tmp_tree", classes=3, per_class=8, seed=1)
+        flat.mkdir(parents=True)
+        for i, f in enumerate(sorted((root / "tmp_tree").rglob("*.png"))):
+            f.rename(flat / f"img_{i:03d}.png")
+        shutil.rmtree(root / "tmp_tree")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["dataset"].update(kind="imagefolder", name="mine", root="images", fit_split="train",
+                             eval_split="train" if not labelled else "test", num_clusters=3)
+    params["model"].update(name="laic-tiny-clip.json", pretrained="none", device="cpu", batch_size=8)
+    params["embed"].update(num_workers=0, chunk_size=8)
+    params["vocab"].update(source="nouns.txt", templates=["a photo of a {}.", "art of the {}."])
+    params["nouns"].update(images_per_group=4, gamma=2)
+    params["neighbors"].update(k=3, min_agreement=0.6)
+    params["centers"].update(epochs=3, batch_size=16)
+    params["evaluate"].update(purity_ks=[1, 3])
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "config", "user.email", "ci@example.com")
+    sh(root, "git", "config", "user.name", "ci")
+    sh(root, "dvc", "init", "-q")
+    sh(root, "dvc", "config", "core.analytics", "false")
+    return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = make_repo(tmp_path_factory.mktemp("e2e") / "project")
+    first = sh(root, "dvc", "repro")
+    assert {"embed", "vocab", "nouns", "relation", "neighbors"} <= ran_stages(first)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline")
+    return root
+
+
+def test_repro_produces_every_artifact_and_is_cached(repo):
+    feats = np.load(repo / "data/features/fit.npy")
+    assert feats.shape == (24, 32)
+    assert np.load(repo / "data/features/eval.npy").shape == (12, 32)
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = out if isinstance(out, str) else next(iter(out))
+            assert (repo / path).exists(), f"stage {name} did not write {path}"
+    second = sh(repo, "dvc", "repro")
+    assert ran_stages(second) == set()
+    status = sh(repo, "dvc", "status")
+    assert "up to date" in status.stdout
+
+
+def test_exp_run_reruns_only_downstream_of_the_changed_param(repo):
+    proc = sh(repo, "dvc", "exp", "run", "-S", "relation.tau=0.02")
+    ran = ran_stages(proc)
+    assert "relation" in ran and "neighbors" in ran
+    assert not ran & {"embed", "vocab", "nouns"}
+    # `dvc exp run` leaves the experiment's results in the workspace.
+    params_diff = json.loads(sh(repo, "dvc", "params", "diff", "--json").stdout)
+    tau = params_diff["params.yaml"]["relation.tau"]
+    assert (tau["old"], tau["new"]) == (0.005, 0.02)
+    metrics_diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)
+    changed = {f"{f}:{k}" for f, entries in metrics_diff.items() for k in entries}
+    assert changed, "dvc metrics diff shows no change after relation.tau changed"
+    assert any(c.startswith("metrics/diagnostics.json") or c.startswith("metrics/neighbors.json")
+               or c.startswith("metrics/scores.json") for c in changed)
+
+
+def content(path: Path):
+    """A file's bytes; for torch files their tensors (torch.save stamps a random id)."""
+    if path.suffix != ".pt":
+        return path.read_bytes()
+    import torch
+
+    obj = torch.load(path, weights_only=True)
+    return {k: v.numpy().tobytes() if isinstance(v, torch.Tensor) else repr(v) for k, v in obj.items()}
+
+
+def test_labels_are_read_by_evaluate_only(repo, tmp_path):
+    """Scramble every label; every stage but evaluate must produce the same bytes."""
+    work = tmp_path / "copy"
+    shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".dvc", ".git"))
+    upstream = ["nouns", "relation", "neighbors", "centers", "zeroshot"]
+    stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
+    outs = [o if isinstance(o, str) else next(iter(o)) for s in upstream for o in stages[s]["outs"]]
+    before = {o: content(work / o) for o in outs}
+    rng = np.random.default_rng(0)
+    for role in ("fit", "eval"):
+        path = work / f"data/features/{role}.parquet"
+        table = pq.read_table(path)  # keeps the schema metadata (class names)
+        labels = rng.permutation(table.column("label").to_numpy())
+        table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels))
+        pq.write_table(table, path)  # same class names, scrambled per-image labels
+    for stage in upstream:
+        sh(work, sys.executable, "-m", f"stages.{stage}")
+    changed = [o for o in outs if content(work / o) != before[o]]
+    assert changed == []
+    sh(work, sys.executable, "-m", "stages.evaluate")
+    scores = json.loads((work / "metrics/scores.json").read_text())
+    assert scores != json.loads((repo / "metrics/scores.json").read_text())
+
+
+def test_unlabelled_dataset_runs_every_stage(tmp_path):
+    root = make_repo(tmp_path / "unlabelled", labelled=False)
+    sh(root, "dvc", "repro")
+    meta = pd.read_parquet(root / "data/features/fit.parquet")
+    assert "label" not in meta.columns
+    assert len(pd.read_parquet(root / "data/centers/assign_eval.parquet")) == 24
+    assert (root / "metrics/report.md").is_file()
