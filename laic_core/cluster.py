@@ -18,6 +18,7 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from laic_core.errors import LaicError
+from laic_core.progress import progress_bar
 from laic_core.relation import check_embeddings, normalize_rows
 
 _BLOCK_ENTRIES = 1 << 24  # (rows x clusters) similarity entries per block: 64 MB of float32
@@ -183,6 +184,7 @@ def spherical_kmeans(
     init=None,
     init_sample: int = 20_000,
     device: str | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k-means on unit rows (the TAC noun filter's image grouping).
 
@@ -195,6 +197,7 @@ def spherical_kmeans(
     Returns (centers (L, d) unit float32, labels (N,) int64) with labels the
     nearest-centre assignment to the returned centres. Deterministic given seed.
     device: torch device for the assignment matmuls (default CPU).
+    progress: show a progress bar of the iterations on a terminal.
     """
     X = check_embeddings(X, "X (rows to cluster)")
     n_rows, dim = X.shape
@@ -217,12 +220,14 @@ def spherical_kmeans(
     X_t = torch.from_numpy(X)
     block = _rows_per_block(n_clusters)
     previous = None
-    for _ in range(n_iter):
-        labels, best = _assign_cosine(X_t, torch.from_numpy(centers).to(device), block)
-        if previous is not None and np.array_equal(labels, previous):
-            return centers, labels  # centres are the normalised means of exactly these labels
-        previous = labels
-        centers = _update_centers(X_t, labels, best, n_clusters)
+    with progress_bar(n_iter, "spherical k-means", unit="iter", enabled=progress) as bar:
+        for _ in range(n_iter):
+            labels, best = _assign_cosine(X_t, torch.from_numpy(centers).to(device), block)
+            if previous is not None and np.array_equal(labels, previous):
+                return centers, labels  # centres are the normalised means of exactly these labels
+            previous = labels
+            centers = _update_centers(X_t, labels, best, n_clusters)
+            bar.update(1)
     labels, _ = _assign_cosine(X_t, torch.from_numpy(centers).to(device), block)
     return centers, labels
 

@@ -15,6 +15,7 @@ from laic_core.artifacts import ChunkedArray
 from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
+from laic_core.progress import progress_bar
 from laic_core.text_tower import TextTower, encode_token_batches
 from laic_core.vocab import expand_templates
 
@@ -42,13 +43,6 @@ def _collate(items):
     good = [x for x, _, err in items if not err]
     batch = torch.stack(good) if good else None
     return batch, [i for _, i, _ in items], [err for _, _, err in items]
-
-
-def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr,
-                disable=None, smoothing=0.1)
 
 
 def encode_images(
@@ -92,7 +86,7 @@ def encode_images(
     pending: dict[int, np.ndarray] = {}  # chunk id -> rows being filled
     filled: dict[int, int] = {}
     started = time.perf_counter()
-    with _progress(len(indices), desc) as bar, torch.inference_mode():
+    with progress_bar(len(indices), desc, unit="img") as bar, torch.inference_mode():
         for batch, idx, errors in loader:
             feats = np.full((len(idx), dim), np.nan, dtype=np.float32)
             ok = np.array([not e for e in errors])

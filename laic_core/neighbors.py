@@ -24,6 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
+from laic_core.progress import progress_bar
 
 KNN_METHODS = ("exact", "faiss")
 _DEFAULT_MAX_BLOCK_ENTRIES = 1 << 25  # similarity entries per dense block/tile (128 MB of float32)
@@ -151,6 +152,7 @@ def knn(
     max_block_entries: int = _DEFAULT_MAX_BLOCK_ENTRIES,
     device: str | None = None,
     n_jobs: int | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """The k nearest neighbours of every row by dot product (cosine for unit rows).
 
@@ -169,6 +171,7 @@ def knn(
     device: torch device for the dense exact path (default CPU).
     n_jobs: threads for the sparse exact path (default: torch.get_num_threads());
       results do not depend on it.
+    progress: show a progress bar (rows/s, ETA) on a terminal.
     """
     if method not in KNN_METHODS:
         raise LaicError(f"knn method {method!r} is unknown: choose one of {', '.join(KNN_METHODS)}")
@@ -187,13 +190,15 @@ def knn(
         if sp.issparse(X):
             raise LaicError("knn(method='faiss') needs dense rows; use method='exact' for a sparse C")
         return _knn_faiss(X, k, block_size)
-    if sp.issparse(X):
-        return _knn_sparse(X, k, block_size, min(max_block_entries, _SPARSE_MAX_BLOCK_ENTRIES), int(n_jobs))
-    return _knn_dense(X, k, block_size, max_block_entries, torch.device(device or "cpu"))
+    with progress_bar(X.shape[0], "neighbors", unit="row", enabled=progress) as bar:
+        if sp.issparse(X):
+            return _knn_sparse(X, k, block_size, min(max_block_entries, _SPARSE_MAX_BLOCK_ENTRIES),
+                               int(n_jobs), bar)
+        return _knn_dense(X, k, block_size, max_block_entries, torch.device(device or "cpu"), bar)
 
 
 def _knn_dense(X: np.ndarray, k: int, block_size: int, max_block_entries: int,
-               device: torch.device) -> np.ndarray:
+               device: torch.device, bar) -> np.ndarray:
     n_rows = X.shape[0]
     rows_per_block = max(1, min(block_size, n_rows, max_block_entries // (k + 1)))
     tile = min(n_rows, max(k + 1, max_block_entries // rows_per_block))
@@ -215,11 +220,12 @@ def _knn_dense(X: np.ndarray, k: int, block_size: int, max_block_entries: int,
             del scores  # one tile of scores alive at a time
             best = _merge_lex(best, values, columns, k)
         out[start:stop] = best[1].cpu().numpy()
+        bar.update(stop - start)
     return out
 
 
 def _knn_sparse(X: sp.csr_matrix, k: int, block_size: int, max_block_entries: int,
-                n_jobs: int) -> np.ndarray:
+                n_jobs: int, bar) -> np.ndarray:
     """Exact kNN of CSR rows: per row block, S = X_block @ X^T as a sparse product
     (work = shared non-zero columns), then top-k among the stored entries of S,
     packed left-aligned into a (b, max stored) array. Rows where the stored
@@ -249,6 +255,7 @@ def _knn_sparse(X: sp.csr_matrix, k: int, block_size: int, max_block_entries: in
             dense[0, start + row] = -np.inf
             top_columns[row] = _lex_topk_numpy(dense, k, np.arange(n_rows)[None, :])[1][0]
         out[start:stop] = top_columns
+        bar.update(stop - start)  # tqdm's update is thread-safe
 
     def run_every(offset: int) -> None:
         for start in starts[offset::n_jobs]:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
+from laic_core.progress import progress_bar
 from laic_core.neighbors import _lex_topk
 
 RELATION_KINDS = ("softmax", "ridge")
@@ -149,6 +150,7 @@ def relation_matrix(
     ridge_lambda: float = 1.0,
     topk: int = 0,
     block_size: int = 8192,
+    progress: bool = False,
 ):
     """Image-to-noun relation matrix C.
 
@@ -163,6 +165,7 @@ def relation_matrix(
     block_size: rows of V processed at a time; peak extra memory is about
       ``block_size * M * 4`` bytes (twice that for ridge top-k, which ranks
       by magnitude) plus the output.
+    progress: show a progress bar (rows/s, ETA) on a terminal.
     """
     V, T = _check_pair(V, T)
     if kind not in RELATION_KINDS:
@@ -187,11 +190,14 @@ def relation_matrix(
                 return V_block @ projection
             return torch.matmul(V_block, projection, out=out)
 
+    bar = progress_bar(n_rows, "relation", unit="row", enabled=progress)
     if topk == 0:
         C = np.empty((n_rows, n_cols), dtype=np.float32)
-        for start in range(0, n_rows, block_size):
-            stop = min(start + block_size, n_rows)
-            blocks(V_t[start:stop], out=torch.from_numpy(C[start:stop]))
+        with bar:
+            for start in range(0, n_rows, block_size):
+                stop = min(start + block_size, n_rows)
+                blocks(V_t[start:stop], out=torch.from_numpy(C[start:stop]))
+                bar.update(stop - start)
         return C
 
     index_dtype = np.int32 if max(n_rows * topk, n_cols) < np.iinfo(np.int32).max else np.int64
@@ -207,6 +213,8 @@ def relation_matrix(
         data[start * topk:stop * topk] = values.numpy().ravel()
         indices[start * topk:stop * topk] = columns.numpy().ravel()
         del block, key  # free this block before the next one is allocated: one (b, M) buffer at a time
+        bar.update(stop - start)
+    bar.close()
     indptr = np.arange(0, n_rows * topk + 1, topk, dtype=index_dtype)
     C = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols), copy=False)
     C.has_sorted_indices = True

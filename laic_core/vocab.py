@@ -177,6 +177,7 @@ def select_nouns(
     gamma: int = 5,
     seed: int = 0,
     tau: float = 1.0,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TAC noun filter: spherical k-means of the images, then the top nouns per centre.
 
@@ -184,6 +185,7 @@ def select_nouns(
     T: (M, d) L2-normalised noun embeddings.
     Returns ``select_nouns_from_centers(centers, T, gamma, tau=tau)`` for the
     ``n_groups`` k-means centres of V (deterministic given ``seed``).
+    progress: show the k-means iterations on a terminal.
     """
     V = _matrix(V, "V (image embeddings)")
     n_groups = _positive_int(n_groups, "n_groups")
@@ -193,7 +195,7 @@ def select_nouns(
 
     from laic_core.cluster import spherical_kmeans  # here, so noun lists load without the k-means code
 
-    centers, _ = spherical_kmeans(V, n_groups, seed=seed)
+    centers, _ = spherical_kmeans(V, n_groups, seed=seed, progress=progress)
     return select_nouns_from_centers(centers, T, gamma, tau=tau)
 
 

@@ -34,7 +34,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
                         "rerun `dvc repro relation`")
     if p.k >= C.shape[0]:
         raise LaicError(f"neighbors.k: k={p.k} needs more than {p.k} fit images, there are {C.shape[0]}")
-    knn_idx = knn(C, p.k, method=p.method)
+    knn_idx = knn(C, p.k, method=p.method, progress=True)
     reliable = consistency_filter(knn_idx, pseudo, p.min_agreement)
     save_npy(layout.NEIGHBORS / "knn.npy", knn_idx)
     save_npy(layout.NEIGHBORS / "pseudo.npy", pseudo)

@@ -42,7 +42,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         n_groups = 0
     else:
         n_groups = default_n_groups(len(V), params.dataset.num_clusters, p.images_per_group)
-        index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=p.tau)
+        index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=p.tau,
+                                            progress=True)
     if len(index) < MIN_NOUNS:
         raise LaicError(
             f"nouns: only {len(index)} noun(s) selected from {len(T)}; use a larger vocabulary "

@@ -42,7 +42,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     topk = choose_topk(len(V["fit"]), len(T), p.topk)
     C = {}
     for role in layout.ROLES:
-        C[role] = relation_matrix(V[role], T, kind=p.kind, tau=p.tau, ridge_lambda=p.ridge_lambda, topk=topk)
+        C[role] = relation_matrix(V[role], T, kind=p.kind, tau=p.tau, ridge_lambda=p.ridge_lambda, topk=topk,
+                                  progress=True)
         save_matrix(layout.RELATION / f"C_{role}.npz", C[role])
     print(f"relation: C is {len(V['fit'])} x {len(T)} ({p.kind}, "
           f"{'dense' if topk == 0 else f'top-{topk} sparse'})")

@@ -20,6 +20,7 @@ from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
 from laic_core.config import load_params
 from laic_core.encode import distinct_token_rows, encode_nouns
 from laic_core.models import load_clip
+from laic_core.progress import progress_bar
 from laic_core.text_tower import TextTower
 from laic_core.vocab import load_vocabulary, validate_templates
 from stages import layout
@@ -31,8 +32,6 @@ app = stage_app()
 
 @app.command()
 def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    from tqdm.auto import tqdm
-
     params = load_params(params_file)
     templates = validate_templates(params.vocab.templates)
     nouns = load_vocabulary(params.vocab.source)
@@ -57,7 +56,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
           f"{out.n_chunks - len(missing)}/{out.n_chunks} chunk(s) already done")
     started = time.perf_counter()
     todo = sum(len(out.chunk_rows(c)) for c in missing)
-    with tqdm(total=todo, desc="vocab", unit="noun", file=sys.stderr, disable=None) as bar:
+    with progress_bar(todo, "vocab", unit="noun") as bar:
         for c in missing:
             rows = out.chunk_rows(c)
             out.write_chunk(c, encode_nouns(

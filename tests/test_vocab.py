@@ -377,7 +377,7 @@ def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
     calls = []
     centers = np.eye(8, dtype=np.float32)[:2]
 
-    def fake_spherical_kmeans(X, n_clusters, *, seed, n_iter=50):
+    def fake_spherical_kmeans(X, n_clusters, *, seed, n_iter=50, progress=False):
         calls.append((X.shape, n_clusters, seed))
         return centers, np.zeros(X.shape[0], dtype=np.int64)
 
