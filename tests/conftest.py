@@ -22,6 +22,17 @@ TINY_CLIP_CONFIG = {
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def normalized(rows) -> np.ndarray:
+    """(n, d) rows scaled to unit L2 norm (computed in float64), as float32."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """(n, d) float32 random unit vectors."""
+    return normalized(rng.normal(size=(n, d)))
+
+
 def write_tiny_config(folder: Path) -> Path:
     path = Path(folder) / "laic-tiny-clip.json"
     path.write_text(json.dumps(TINY_CLIP_CONFIG))

@@ -18,10 +18,7 @@ from laic_core.cluster import (
 )
 from laic_core.errors import LaicError
 from laic_core.relation import relation_matrix, tac_text_features
-
-
-def unit(X):
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+from tests.conftest import normalized as unit
 
 
 def sphere_blobs(rng, n_per, n_classes, d, spread=0.05):

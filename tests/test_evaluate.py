@@ -12,6 +12,7 @@ import yaml
 
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
 from laic_core.errors import LaicError
+from tests.conftest import normalized as _unit
 
 CLASSES = ["cat", "dog", "car"]
 N_FIT, N_EVAL, DIM, K = 40, 30, 8, 3
@@ -34,10 +35,6 @@ PSEUDO[[0, 1]] = (PSEUDO[[0, 1]] + 1) % 3
 RELIABLE = np.ones(N_FIT, bool)
 RELIABLE[:5] = False
 KNN = np.stack([(np.arange(N_FIT) + s) % N_FIT for s in (1, 2, 3)], axis=1)
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _clustered(labels: np.ndarray, rng) -> np.ndarray:

@@ -18,11 +18,7 @@ from laic_core.neighbors import (
     training_pairs,
 )
 from laic_core.relation import normalize_rows, relation_matrix
-
-
-def unit_rows(rng, n, d):
-    X = rng.normal(size=(n, d))
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+from tests.conftest import unit_rows
 
 
 def brute_force_knn(X, k):

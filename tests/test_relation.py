@@ -15,11 +15,7 @@ from laic_core.relation import (
     relation_matrix,
     tac_text_features,
 )
-
-
-def unit_rows(rng, n, d):
-    X = rng.normal(size=(n, d))
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+from tests.conftest import unit_rows
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import yaml
 
 from laic_core.artifacts import save_npy, save_parquet
 from laic_core.errors import LaicError
+from tests.conftest import unit_rows
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit_rows(np.random.default_rng(seed), rows, dim)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from laic_core.vocab import (
     select_nouns_from_centers,
     validate_templates,
 )
+from tests.conftest import normalized as _unit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_WORDNET = Path("/usr/share/wordnet/data.noun")
@@ -223,11 +224,6 @@ def test_default_n_groups_refuses_non_positive_integers(bad):
 
 
 # ------------------------------------------------------------------ the filter
-
-
-def _unit(rows):
-    rows = np.asarray(rows, dtype=np.float64)
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _noun_near(center_axis, cosine, spare_axis, d=8, other=None):
