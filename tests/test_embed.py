@@ -102,7 +102,12 @@ def test_interrupted_embed_resumes_only_the_remainder(project, monkeypatch):
     run_embed()
     # Chunks 0 and 1 (rows 0-7) were on disk; only rows 8-14 were encoded again.
     assert sorted(loaded) == list(range(8, 15))
-    np.testing.assert_array_equal(np.load("data/features/fit.npy"), reference)
+    resumed = np.load("data/features/fit.npy")
+    # The reused chunks are the very bytes written before the crash.
+    np.testing.assert_array_equal(resumed[:8], reference[:8])
+    # The remainder was encoded in other batches than the first run's; batched
+    # matmuls may round differently in the last bit, so only a tolerance is guaranteed.
+    np.testing.assert_allclose(resumed[8:], reference[8:], rtol=0, atol=1e-5)
 
 
 def test_stale_chunks_from_another_model_are_discarded(tmp_path):
