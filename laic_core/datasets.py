@@ -98,6 +98,10 @@ class ImageSplit:
     name: str
     labels: np.ndarray | None  # (N,) int64, -1 where unknown; None when no label at all
     class_names: list[str] | None
+    # What a user should know about how the split was read (skipped link
+    # loops, images without a class); embed prints them and records them in
+    # the features metadata, so nothing is dropped or changed unannounced.
+    notes: list[str]
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -121,17 +125,26 @@ class FileSplit(ImageSplit):
     """Images stored as files (ImageFolder trees and manifests)."""
 
     def __init__(self, name: str, paths: list[Path], labels: np.ndarray | None,
-                 class_names: list[str] | None):
+                 class_names: list[str] | None, notes: list[str] | None = None):
         self.name = name
         self.paths = [str(p) for p in paths]
         self.labels = labels
         self.class_names = class_names
+        self.notes = list(notes or [])
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load_image(self, i: int) -> Image.Image:
-        return Image.open(self.paths[i])
+        path = self.paths[i]
+        try:
+            return Image.open(path)
+        except FileNotFoundError:
+            # A broken link is listed on purpose (so it is reported, not
+            # dropped); say what it is rather than "no such file".
+            if os.path.islink(path):
+                raise FileNotFoundError(f"broken symbolic link to {os.readlink(path)}") from None
+            raise
 
     def source(self, i: int) -> str:
         return self.paths[i]
@@ -159,6 +172,7 @@ class TorchvisionSplit(ImageSplit):
         self.dataset = dataset
         self.labels = labels
         self.class_names = class_names
+        self.notes = []
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -250,12 +264,86 @@ def _is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+MAX_LISTED = 20  # file names quoted in one message; the rest are counted
+
+
+def name_some(paths: list, limit: int = MAX_LISTED) -> str:
+    """'a, b, c' or 'a, b, ... and 7 more' (messages stay readable for any count)."""
+    shown = ", ".join(str(p) for p in paths[:limit])
+    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def walk_files(folder: Path) -> tuple[list[Path], list[Path], list[str]]:
+    """Every file under `folder`, following symbolic links to folders.
+
+    `Path.rglob` does not follow linked folders, which silently dropped every
+    class kept as a link (a common way to assemble a dataset). Returns
+    (files, broken links, notes), files sorted as `sorted(Path)` sorts them.
+    A link back to a folder that contains it (a loop) is not entered again
+    and is named in the notes; two links to the same folder are both
+    listed, as the tree says. An unreadable folder is an error rather than
+    a silently missing class.
+    """
+    files: list[Path] = []
+    broken: list[Path] = []
+    notes: list[str] = []
+    stack = [(Path(folder), frozenset({os.path.realpath(folder)}))]
+    while stack:
+        current, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            raise LaicError(f"{current}: cannot list this folder ({exc.strerror or exc}); "
+                            "fix its permissions or move it out of dataset.root") from exc
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.is_file(follow_symlinks=True)
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    notes.append(f"skipped {path}: a symbolic link to {real}, which contains it (a loop)")
+                    continue
+                stack.append((path, ancestors | {real}))
+            elif is_file:
+                files.append(path)
+            elif entry.is_symlink():
+                broken.append(path)
+    return sorted(files), sorted(broken), notes
+
+
+def _tree_images(folder: Path) -> tuple[list[Path], int, list[str]]:
+    """(image paths, other files ignored, notes) under folder.
+
+    A broken link named like an image is kept, so that embed reports it as
+    unreadable (an error, or a recorded skip with embed.on_error: skip). A
+    broken link with any other name may have been a whole class folder: that
+    is an error naming every such link.
+    """
+    files, broken, notes = walk_files(folder)
+    images = [p for p in files if _is_image_file(p)]
+    broken_images = [p for p in broken if _is_image_file(p)]
+    other_broken = [p for p in broken if not _is_image_file(p) and not p.name.startswith(".")]
+    if other_broken:
+        raise LaicError(
+            f"{folder}: {len(other_broken)} broken symbolic link(s), which may have been class folders: "
+            + name_some([f"{p} -> {os.readlink(p)}" for p in other_broken])
+            + "; point them at existing folders or remove them"
+        )
+    return sorted(images + broken_images), len(files) - len(images), notes
+
+
 def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
                   name: str | None = None) -> FileSplit:
     """Images under root/split (or root itself for split 'all').
 
-    When every image sits in a first-level sub-folder, that sub-folder is
-    its class; otherwise the split has no labels.
+    Images in a first-level sub-folder take it as their class. Images lying
+    directly in the folder beside such sub-folders have no class: they keep
+    label -1 (clustered, left out of the metrics) and a note says so. A
+    folder with no image in any sub-folder has no labels.
     """
     folder = root if split == "all" else root / split
     if not root.exists():
@@ -276,32 +364,43 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
             )
         paths = []
         labels = []
+        notes: list[str] = []
         for c, wnid in enumerate(wnids):
-            found = sorted(p for p in (folder / wnid).rglob("*") if p.is_file() and _is_image_file(p))
+            found, _, found_notes = _tree_images(folder / wnid)
             paths += found
             labels += [c] * len(found)
+            notes += found_notes
         if not paths:
             raise LaicError(f"{folder}: no images found in the class folders of {name}")
         names = _class_names_file(root, wnids) or [WNID_NAMES.get(w, w) for w in wnids]
-        return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), names)
+        return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), names, notes)
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    paths = [p for p in files if _is_image_file(p)]
-    ignored = len(files) - len(paths)
+    paths, ignored, notes = _tree_images(folder)
     if not paths:
         raise LaicError(
             f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}"
             f"{f'; ignored {ignored} other file(s)' if ignored else ''}); check dataset.root and the split"
         )
     rel = [p.relative_to(folder) for p in paths]
-    if all(len(r.parts) >= 2 for r in rel):
-        folders = sorted({r.parts[0] for r in rel})
+    in_class = [len(r.parts) >= 2 for r in rel]
+    if any(in_class):
+        folders = sorted({r.parts[0] for r, inside in zip(rel, in_class) if inside})
         index = {c: i for i, c in enumerate(folders)}
-        labels = np.asarray([index[r.parts[0]] for r in rel], dtype=np.int64)
+        labels = np.asarray([index[r.parts[0]] if inside else -1 for r, inside in zip(rel, in_class)],
+                            dtype=np.int64)
         class_names = _class_names_file(root, folders) or [f.replace("_", " ") for f in folders]
+        stray = [p for p, inside in zip(paths, in_class) if not inside]
+        if stray:
+            # Chosen over an error: labels feed only the metrics, so these images
+            # are still clustered and the other images keep their classes.
+            notes.append(
+                f"{len(stray)} image(s) lie directly in {folder}, not in a class sub-folder: they are "
+                f"clustered but have no class (label -1) and are left out of the metrics; move them into "
+                f"a class folder or remove them: {name_some(stray)}"
+            )
     else:
         class_names, labels = None, None
-    return FileSplit(str(folder), paths, labels, class_names)
+    return FileSplit(str(folder), paths, labels, class_names, notes)
 
 
 def _class_names_file(root: Path, folders: list[str]) -> list[str] | None:
@@ -373,7 +472,8 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
     for row_no, p in zip(rows.index, rows["path"]):
         if not isinstance(p, str) or not p:
             raise LaicError(f"{path}: row {row_no + 2} has an empty path")
-        full = Path(p) if Path(p).is_absolute() else base / p
+        given = Path(p).expanduser()
+        full = given if given.is_absolute() else base / given
         if not full.is_file():
             raise LaicError(
                 f"{path}: row {row_no + 2} names {p}, which does not exist (resolved to {full}); "
@@ -415,7 +515,7 @@ KINDS = ("torchvision", "imagefolder", "manifest")
 
 def load_split(kind: str, name: str, root: str | Path, split: str, *, download: bool = True) -> ImageSplit:
     """One split of a dataset from the registry."""
-    root = Path(root)
+    root = Path(root).expanduser()
     if kind == "torchvision":
         if name in IMAGENET_NAMES:
             wnids = {"imagenet10": IMAGENET10_WNIDS, "imagenet_dogs": IMAGENET_DOGS_WNIDS}.get(name)

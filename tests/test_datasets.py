@@ -102,3 +102,62 @@ def test_real_image_trees_load():
     assert len(split) == 1200 and len(split.class_names) == 10
     img = split.load_image(0)
     assert img.size[0] >= 271
+
+
+# ------------------------------------------------------------- links and strays
+
+
+def test_class_folders_that_are_symlinks_are_followed(tmp_path):
+    store = make_image_tree(tmp_path / "store", classes=2, per_class=3)
+    tree = make_image_tree(tmp_path / "tree", classes=2, per_class=2)
+    (tree / "linked_a").symlink_to(store / "class_0", target_is_directory=True)
+    (tree / "linked_b").symlink_to(store / "class_1", target_is_directory=True)
+    split = load_split("imagefolder", "", tree, "all")
+    assert len(split) == 10
+    assert split.class_names == ["class 0", "class 1", "linked a", "linked b"]
+    assert np.bincount(split.labels).tolist() == [2, 2, 3, 3]
+    assert split.notes == []
+
+
+def test_symlink_loop_is_skipped_with_a_note(tmp_path):
+    tree = make_image_tree(tmp_path / "tree", classes=2, per_class=2)
+    (tree / "class_0" / "again").symlink_to(tree, target_is_directory=True)
+    split = load_split("imagefolder", "", tree, "all")
+    assert len(split) == 4 and split.labels.tolist() == [0, 0, 1, 1]
+    assert len(split.notes) == 1 and "again" in split.notes[0] and "loop" in split.notes[0]
+
+
+def test_broken_links_are_listed_never_dropped(tmp_path):
+    tree = make_image_tree(tmp_path / "tree", classes=2, per_class=2)
+    (tree / "class_1" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    split = load_split("imagefolder", "", tree, "all")
+    # Kept as an image, so embed reports it (error or recorded skip).
+    gone = [i for i, s in enumerate(split.sources()) if s.endswith("gone.png")]
+    assert len(gone) == 1 and split.labels[gone[0]] == 1
+    with pytest.raises(FileNotFoundError, match=r"broken symbolic link to .*nowhere.png"):
+        split.load_image(gone[0])
+    # A broken link with no image name may have been a whole class folder.
+    (tree / "class_2").symlink_to(tmp_path / "unmounted" / "class_2")
+    with pytest.raises(LaicError, match=r"1 broken symbolic link\(s\).*class_2 -> .*unmounted.*remove them"):
+        load_split("imagefolder", "", tree, "all")
+
+
+def test_a_stray_top_level_image_keeps_every_other_label(tmp_path):
+    tree = make_image_tree(tmp_path / "tree", classes=2, per_class=2)
+    (tree / "class_0" / "img_0.png").rename(tree / "stray.png")
+    split = load_split("imagefolder", "", tree, "all")
+    assert len(split) == 4 and split.class_names == ["class 0", "class 1"]
+    by_name = dict(zip((Path(s).name for s in split.sources()), split.labels.tolist()))
+    assert by_name["stray.png"] == -1
+    assert sorted(split.labels.tolist()) == [-1, 0, 1, 1]
+    assert len(split.notes) == 1
+    assert "1 image(s) lie directly in" in split.notes[0] and "stray.png" in split.notes[0]
+    assert "label -1" in split.notes[0] and "move them into a class folder" in split.notes[0]
+
+
+def test_tilde_in_root_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_image_tree(tmp_path / "photos", classes=2, per_class=1)
+    assert len(load_split("imagefolder", "", "~/photos", "all")) == 2
+    pd.DataFrame({"path": ["~/photos/class_0/img_0.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    assert load_split("manifest", "", "~/m.csv", "all").sources() == [str(tmp_path / "photos/class_0/img_0.png")]
