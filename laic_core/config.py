@@ -9,9 +9,11 @@ silently fall back to the default.
 from __future__ import annotations
 
 import dataclasses
+import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints, Literal
+from typing import Any, get_args, get_origin, get_type_hints, Literal, Union
 
 import yaml
 
@@ -41,7 +43,9 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class EmbedParams:
-    num_workers: int = 4
+    # "auto" = min(4, usable CPUs - 1): a fixed 4 made the DataLoader warn on
+    # every run of a 2-core machine (see laic_core.encode.resolve_num_workers).
+    num_workers: int | Literal["auto"] = "auto"
     chunk_size: int = 4096
     on_error: Literal["fail", "skip"] = "fail"
 
@@ -114,7 +118,7 @@ _RANGES = {
     ("", "seed"): (lambda v: v >= 0, "a non-negative integer"),
     ("dataset", "num_clusters"): (lambda v: v >= 2, "an integer >= 2"),
     ("model", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
-    ("embed", "num_workers"): (lambda v: v >= 0, "an integer >= 0"),
+    ("embed", "num_workers"): (lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0"),
     ("embed", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("vocab", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("vocab", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
@@ -149,6 +153,16 @@ _RANGES = {
 def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
     """Coerce one YAML value to its declared type, or record why it cannot be."""
     origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        # The first alternative the value fits; otherwise one error naming them all.
+        for alternative in get_args(hint):
+            attempt: list[str] = []
+            coerced = _check_value(where, value, alternative, attempt)
+            if not attempt:
+                return coerced
+        allowed = " or ".join(_describe(a) for a in get_args(hint))
+        errors.append(f"{where}: {value!r} must be {allowed}")
+        return value
     if origin is Literal:
         choices = get_args(hint)
         if value not in choices:
@@ -177,6 +191,13 @@ def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
             errors.append(f"{where}: {value!r} must be a list")
         return value
     raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return " or ".join(map(repr, get_args(hint)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list"}.get(hint, str(hint))
 
 
 def _build(cls: type, raw: dict, section: str, errors: list[str]) -> Any:
@@ -216,7 +237,22 @@ def params_from_dict(raw: dict | None, source: str = "params") -> Params:
         raise LaicError(
             f"{source} has {len(errors)} invalid setting(s):\n  - " + "\n  - ".join(errors)
         )
-    return params
+    return _expand_home(params)
+
+
+def _expand_home(params: Params) -> Params:
+    """`~` in the settings that name files means the home folder, as in a shell.
+
+    (Tags such as `openai` and names such as `ViT-B-32` never start with `~`.)
+    """
+    home = os.path.expanduser
+    return dataclasses.replace(
+        params,
+        dataset=dataclasses.replace(params.dataset, root=home(params.dataset.root)),
+        model=dataclasses.replace(params.model, name=home(params.model.name),
+                                  pretrained=home(params.model.pretrained)),
+        vocab=dataclasses.replace(params.vocab, source=home(params.vocab.source)),
+    )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

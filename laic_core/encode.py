@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Sequence
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from laic_core.artifacts import ChunkedArray
-from laic_core.datasets import ImageSplit, to_rgb
+from laic_core.datasets import MAX_LISTED, ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
 from laic_core.progress import progress_bar
@@ -45,15 +46,38 @@ def _collate(items):
     return batch, [i for _, i, _ in items], [err for _, _, err in items]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(value: int | str) -> int:
+    """embed.num_workers -> DataLoader processes; "auto" = min(4, usable CPUs - 1).
+
+    One CPU stays with the main process, which runs the model; the cap stays
+    below the DataLoader's own suggested maximum (the usable CPUs), so "auto"
+    never makes it warn.
+    """
+    if value == "auto":
+        return max(0, min(4, usable_cpus() - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LaicError(f"embed.num_workers: {value!r} must be 'auto' or an integer >= 0")
+    return value
+
+
 def encode_images(
     bundle: ClipBundle,
     split: ImageSplit,
     out: ChunkedArray,
     *,
     batch_size: int = 256,
-    num_workers: int = 4,
+    num_workers: int | str = "auto",
     on_error: str = "fail",
     desc: str = "embed",
+    skip_hint: str = "set embed.on_error: skip",
 ) -> list[tuple[int, str]]:
     """Encode every image of `split` into the missing chunks of `out`.
 
@@ -61,11 +85,14 @@ def encode_images(
     Only chunks not already on disk are computed, so an interrupted run
     resumes where it stopped. With `on_error="skip"` an image that fails to
     decode gets a NaN row (dropped when the array is finalised) and is
-    returned in the list of `(index, reason)`; with `"fail"` the first such
-    image raises a LaicError naming the file.
+    returned in the list of `(index, reason)`; with `"fail"` the run stops
+    encoding at the first such image, decodes the rest, and raises one
+    LaicError naming every unreadable file and the fix (`skip_hint`: how the
+    caller's user turns skipping on). `num_workers`: an int or "auto".
     """
     if on_error not in ("fail", "skip"):
         raise LaicError(f"embed.on_error: {on_error!r} must be 'fail' or 'skip'")
+    num_workers = resolve_num_workers(num_workers)
     missing = out.missing()
     indices = [i for c in missing for i in out.chunk_rows(c)]
     failures: list[tuple[int, str]] = []
@@ -86,6 +113,7 @@ def encode_images(
     pending: dict[int, np.ndarray] = {}  # chunk id -> rows being filled
     filled: dict[int, int] = {}
     started = time.perf_counter()
+    unreadable: list[tuple[int, str]] = []  # on_error="fail": every one, named in one error
     with progress_bar(len(indices), desc, unit="img") as bar, torch.inference_mode():
         for batch, idx, errors in loader:
             feats = np.full((len(idx), dim), np.nan, dtype=np.float32)
@@ -94,14 +122,20 @@ def encode_images(
                 for i, err in zip(idx, errors):
                     if not err:
                         continue
-                    src = split.source(i)
                     if on_error == "fail":
-                        raise LaicError(
-                            f"{src}: cannot read image ({err}). Fix or remove the file, "
-                            "or set embed.on_error: skip to record and skip unreadable images."
-                        )
-                    failures.append((i, err))
-                    bar.write(f"skipped {src}: {err}")
+                        if not unreadable:
+                            bar.write(f"cannot read {split.source(i)}; checking the remaining images "
+                                      "for more unreadable files before stopping")
+                            bar.set_description(f"{desc} (checking files)")
+                        unreadable.append((i, err))
+                    else:
+                        failures.append((i, err))
+                        bar.write(f"skipped {split.source(i)}: {err}")
+            if unreadable:
+                # The run will fail: decode the rest only, so that one error names
+                # every unreadable file instead of one per fix-and-rerun.
+                bar.update(len(idx))
+                continue
             if batch is not None:
                 x = batch.to(bundle.device, dtype=bundle.dtype, non_blocking=True)
                 f = F.normalize(model.encode_image(x).float(), dim=-1)
@@ -116,10 +150,23 @@ def encode_images(
                 if filled[c] == len(pending[c]):
                     out.write_chunk(c, pending.pop(c))
             bar.update(len(idx))
+    if unreadable:
+        raise LaicError(unreadable_message(split, unreadable, skip_hint))
     seconds = time.perf_counter() - started
     print(f"{desc}: encoded {len(indices)} images in {seconds:.1f}s "
           f"({len(indices) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
     return failures
+
+
+def unreadable_message(split: ImageSplit, unreadable: list[tuple[int, str]], skip_hint: str,
+                       limit: int = MAX_LISTED) -> str:
+    """One error for every unreadable image: the first `limit` with their reasons, then a count."""
+    lines = [f"  {split.source(i)}: {err}" for i, err in unreadable[:limit]]
+    if len(unreadable) > limit:
+        lines.append(f"  ... and {len(unreadable) - limit} more")
+    return (f"cannot read {len(unreadable)} image(s) of {split.name} (all of its images were checked):\n"
+            + "\n".join(lines)
+            + f"\nFix or remove these files, or {skip_hint} to record and skip unreadable images.")
 
 
 def image_embedding_dim(bundle: ClipBundle) -> int:

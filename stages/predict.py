@@ -76,7 +76,8 @@ def main(
     with tempfile.TemporaryDirectory(prefix="laic-predict-") as tmp:
         chunks = ChunkedArray(Path(tmp) / "features.npy", len(split), params.embed.chunk_size, key="predict")
         encode_images(bundle, split, chunks, batch_size=params.model.batch_size,
-                      num_workers=params.embed.num_workers, on_error=on_error, desc="predict")
+                      num_workers=params.embed.num_workers, on_error=on_error, desc="predict",
+                      skip_hint="rerun with --on-error skip")
         keep = chunks.finite_rows()
         features = np.array(chunks.finalize(np.float32, keep=keep))
     labels, confidence = assign_labels(features, centers, params.centers.tau)

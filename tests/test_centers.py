@@ -372,6 +372,15 @@ def test_centers_stage_and_predict(project, tiny_config):
     assert [by_source[s] for s in sources] == expected.tolist()
     assert pred["cluster_name"].tolist() == [names[k]["name"] for k in pred["cluster"]]
 
+    # An unreadable file: the fix named is predict's own option, not embed's setting.
+    (project / "images" / "class_0" / "zero.png").write_bytes(b"")
+    with pytest.raises(LaicError, match=r"(?s)cannot read 1 image.*zero.png.*--on-error skip") as err:
+        predict(Path("images"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    assert "embed.on_error" not in str(err.value)
+    predict(Path("images"), Path("pred_skip.csv"), Path("params.yaml"), "skip")
+    assert len(pd.read_csv("pred_skip.csv")) == 18
+    (project / "images" / "class_0" / "zero.png").unlink()
+
     # A changed model is caught before anything is embedded.
     write_params(project, Path(tiny_config).with_name("other.json"))
     with pytest.raises(LaicError, match="relearn"):

@@ -143,6 +143,37 @@ def test_unreadable_image_fails_with_its_name(project, name):
     assert not Path("data/features/fit.npy").exists()
 
 
+def test_every_unreadable_image_is_named_in_one_error(project):
+    bad = [project / "images" / f"class_{c}" / f"bad_{c}.png" for c in (0, 1, 2)]
+    for path in bad:
+        path.write_bytes(b"")
+    with pytest.raises(LaicError) as err:
+        run_embed()
+    message = str(err.value)
+    assert message.startswith("cannot read 3 image(s)")
+    assert all(str(path.relative_to(project)) in message for path in bad)
+    assert "embed.on_error: skip" in message
+    assert not Path("data/features/fit.npy").exists()
+
+
+def test_many_unreadable_images_are_listed_then_counted(tiny_bundle, tmp_path):
+    from laic_core.datasets import load_split
+    from laic_core.encode import encode_images
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"broken_{i:02d}.jpg").write_bytes(b"not a jpeg")
+    split = load_split("imagefolder", "", folder, "all")
+    out = ChunkedArray(tmp_path / "f.npy", len(split), 8, key="k")
+    with pytest.raises(LaicError) as err:
+        encode_images(tiny_bundle, split, out, batch_size=4, num_workers=0, skip_hint="do X")
+    message = str(err.value)
+    assert message.startswith("cannot read 25 image(s)")
+    assert "broken_19.jpg" in message and "broken_20.jpg" not in message
+    assert "... and 5 more" in message and "or do X to record and skip" in message
+
+
 def test_skip_records_unreadable_images_and_goes_on(project, tiny_config):
     (project / "images" / "class_0" / "zero.png").write_bytes(b"")
     write_params(project, tiny_config)

@@ -1,0 +1,80 @@
+"""params.yaml validation: every problem at once, 'auto' workers, '~' in paths."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from laic_core.config import load_params, params_from_dict
+from laic_core.errors import LaicError
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_params_are_valid():
+    params = load_params(PROJECT / "params.yaml")
+    assert params.embed.num_workers == "auto"
+
+
+def test_typos_in_keys_no_stage_depends_on_are_all_reported(tmp_path):
+    raw = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    raw["model"]["devcie"] = raw["model"].pop("device")
+    raw["embed"]["num_worker"] = raw["embed"].pop("num_workers")
+    raw["sed"] = raw.pop("seed")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(LaicError) as err:
+        load_params(tmp_path / "params.yaml")
+    message = str(err.value)
+    assert "3 invalid setting(s)" in message
+    for where in ("model.devcie: unknown key", "embed.num_worker: unknown key", "sed: unknown key"):
+        assert where in message
+
+
+@pytest.mark.parametrize("value", ["auto", 0, 3])
+def test_num_workers_takes_auto_or_an_integer(value):
+    assert params_from_dict({"embed": {"num_workers": value}}).embed.num_workers == value
+
+
+@pytest.mark.parametrize("value, message", [
+    ("many", r"'many' must be an integer or 'auto'"),
+    (-1, r"-1 must be 'auto' or an integer >= 0"),
+    (True, r"True must be an integer or 'auto'"),
+])
+def test_bad_num_workers(value, message):
+    with pytest.raises(LaicError, match=r"embed.num_workers: " + message):
+        params_from_dict({"embed": {"num_workers": value}})
+
+
+def test_auto_workers_leave_a_cpu_and_never_make_the_dataloader_warn(monkeypatch):
+    import os
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from laic_core.encode import resolve_num_workers
+
+    for cpus, expected in ((1, 0), (2, 1), (3, 2), (16, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda n=cpus: n)
+        assert resolve_num_workers("auto") == expected
+        assert resolve_num_workers(7) == 7
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the DataLoader's "suggested max number of worker" warning
+            DataLoader(torch.arange(4), num_workers=expected).check_worker_number_rationality()
+
+
+def test_tilde_means_home_in_every_setting_that_names_a_file(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    params = params_from_dict({
+        "dataset": {"root": "~/photos"}, "vocab": {"source": "~/nouns.txt"},
+        "model": {"name": "~/models/tiny.json", "pretrained": "~/models/tiny.pt"},
+    })
+    assert params.dataset.root == "/home/someone/photos"
+    assert params.vocab.source == "/home/someone/nouns.txt"
+    assert (params.model.name, params.model.pretrained) == ("/home/someone/models/tiny.json",
+                                                            "/home/someone/models/tiny.pt")
+    plain = params_from_dict({})
+    assert (plain.model.name, plain.model.pretrained, plain.vocab.source) == ("ViT-B-32", "openai", "wordnet")
