@@ -49,6 +49,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def save_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """torch.save `obj` so that the same content always gives the same bytes.
+
+    torch.save to a path names the zip's root folder after the file, and
+    `atomic_path` writes to a random temporary name, so every run produced
+    new bytes (a changed dvc.lock, needless reruns downstream). Saved into a
+    buffer, the root folder is always "archive".
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    save_bytes(path, buffer.getvalue())
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -20,7 +20,7 @@ import torch
 import typer
 
 from laic_core.artifacts import (
-    atomic_path, load_matrix, load_npy, load_parquet, save_json, save_npy, save_parquet,
+    atomic_path, load_matrix, load_npy, load_parquet, save_json, save_npy, save_parquet, save_torch,
 )
 from laic_core.centers import (
     PromptLearner, assign_labels, cluster_init_nouns, name_clusters, train_centers,
@@ -116,11 +116,6 @@ def load_inputs(n_clusters: int) -> dict:
     return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, C_fit=C_fit, knn=knn,
                 reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
                 vocab_text=vocab_text)
-
-
-def save_torch(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def save_csv(path: Path, table: pd.DataFrame) -> None:
