@@ -166,9 +166,40 @@ def _purity_table(purity: Mapping[str, Mapping[str, float]]) -> str:
     return markdown_table(["k"] + [f"{s} purity (%)" for s in spaces], rows)
 
 
+def purity_ks_note(ks: Sequence[int], n_labelled: int, purity_sample: int) -> str | None:
+    """Why some evaluate.purity_ks are left out of the purity curve (None when none is).
+
+    The curve is measured on min(purity_sample or all, n_labelled) labelled fit
+    images and k nearest neighbours need k + 1 of them; a k too large used to
+    vanish from the curve without a word.
+    """
+    sampled = bool(purity_sample) and purity_sample < n_labelled
+    n = purity_sample if sampled else n_labelled
+    dropped = sorted({int(k) for k in ks if int(k) > n - 1})
+    if not dropped:
+        return None
+    fix = ("lower them or raise evaluate.purity_sample (0 = all fit images)" if sampled
+           else "lower them, or add labelled fit images")
+    return (f"evaluate.purity_ks {', '.join(map(str, dropped))} left out of the purity curve: "
+            f"it is measured on {n} labelled fit image(s), so k can be at most {max(n - 1, 0)}; {fix}")
+
+
+def features_notes(meta: Mapping[str, Any], source: str) -> list[str]:
+    """The notes embed recorded in a features file (how the split was read, skipped files)."""
+    notes = [f"{source}: {n}" for n in meta.get("notes") or []]
+    skipped = meta.get("skipped") or []
+    if skipped:
+        notes.append(f"{source}: {len(skipped)} unreadable image(s) skipped (embed.on_error: skip), "
+                     "listed under 'skipped' in its metadata")
+    return notes
+
+
 def diagnostics_section(diagnostics: Mapping[str, Any]) -> str:
     """Neighbour purity, pseudo-label accuracy and the consistency filter, as Markdown."""
     parts: list[str] = []
+    notes = diagnostics.get("notes") or []
+    if notes:
+        parts.append("### Notes\n\n" + "\n".join(f"- {n}" for n in notes))
     neighbors = diagnostics.get("neighbors") or {}
     if neighbors:
         rows = [

@@ -8,6 +8,7 @@ chunks are kept in `<file>.partial/`, so an interrupted run resumes.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ def model_identity(name: str, pretrained: str) -> dict:
 
 
 def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
+    for note in split.notes:
+        print(f"{role}: note: {note}", file=sys.stderr)
     out_path = layout.features(role)
     key = fingerprint({
         "model": model_identity(params.model.name, params.model.pretrained),
@@ -70,6 +73,7 @@ def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
         "pretrained": params.model.pretrained,
         "class_names": split.class_names,
         "skipped": skipped,
+        "notes": split.notes,
     }
     # The metadata goes first: a features file without its table would look complete.
     save_parquet(layout.features_meta(role), table, meta)

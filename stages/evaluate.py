@@ -20,6 +20,7 @@ pseudo_accuracy,training}.png.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,7 +41,9 @@ from laic_core.artifacts import (
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.metrics import best_mapping, cluster_accuracy, clustering_scores, confusion, size_balance
-from laic_core.report import SCORE_KEYS, cluster_id, noun_text, render_report
+from laic_core.report import (
+    SCORE_KEYS, cluster_id, features_notes, noun_text, purity_ks_note, render_report,
+)
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -373,6 +376,11 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     }
     if eval_labels is not None:
         diagnostics["n_eval_labelled"] = int((eval_labels >= 0).sum())
+    # Whatever embed had to say about the data goes into the report too.
+    notes = features_notes(load_parquet_meta(layout.features_meta("fit")), str(layout.features_meta("fit")))
+    if params.dataset.eval_split != params.dataset.fit_split:  # else eval.parquet is a copy of fit
+        notes += features_notes(load_parquet_meta(layout.features_meta("eval")),
+                                str(layout.features_meta("eval")))
     if "zeroshot" in eval_assign:
         diagnostics["zeroshot"] = {"available": True}
         if eval_labels is not None:
@@ -395,11 +403,17 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
             "all": np.ones(n_fit, bool), "reliable": reliable, "unreliable": ~reliable})
         n_labelled_fit = int((fit_labels >= 0).sum())
         diagnostics["purity_samples"] = min(params.evaluate.purity_sample or n_labelled_fit, n_labelled_fit)
+        note = purity_ks_note(params.evaluate.purity_ks, n_labelled_fit, params.evaluate.purity_sample)
+        if note:
+            print(f"evaluate: warning: {note}", file=sys.stderr)
+            notes.append(note)
         diagnostics["purity"] = purity
         diagnostics["pseudo_labels"] = pseudo_acc
         diagnostics["pseudo_labels"]["hungarian_acc_all"] = round(cluster_accuracy(fit_labels, pseudo), 6)
     else:
         purity, pseudo_acc = {}, {}
+    if notes:
+        diagnostics["notes"] = notes
     save_json(DIAGNOSTICS, diagnostics)
 
     # ---- plot data (CSV) and figures (PNG); every file exists with or without labels

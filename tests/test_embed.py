@@ -190,6 +190,16 @@ def test_skip_records_unreadable_images_and_goes_on(project, tiny_config):
     assert not any(s.endswith("zero.png") for s in meta["source"])
 
 
+def test_notes_on_the_tree_are_printed_and_recorded(project, capsys):
+    (project / "images" / "class_0" / "img_0.png").rename(project / "images" / "stray.png")
+    run_embed()
+    meta = pd.read_parquet("data/features/fit.parquet")
+    assert sorted(meta["label"].tolist()) == [-1] + [0] * 4 + [1] * 5 + [2] * 5
+    notes = load_parquet_meta("data/features/fit.parquet")["notes"]
+    assert len(notes) == 1 and "stray.png" in notes[0] and "label -1" in notes[0]
+    assert "fit: note: 1 image(s) lie directly in" in capsys.readouterr().err
+
+
 def test_unusual_modes_are_converted_not_rejected(project):
     folder = project / "images" / "class_2"
     rng = np.random.default_rng(1)

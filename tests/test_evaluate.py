@@ -169,6 +169,11 @@ def test_diagnostics_pseudo_labels_and_neighbours(labelled_run):
     assert diag["purity"]["clip"]["k1"] == 1.0
     assert diag["purity"]["relation"]["k10"] < 0.7
     assert diag["zeroshot"] == {"available": True, "top1": 0.9}
+    # ... but not silently: the diagnostics and the report say why.
+    assert diag["notes"] == [
+        "evaluate.purity_ks 50 left out of the purity curve: it is measured on 40 labelled fit image(s), "
+        "so k can be at most 39; lower them, or add labelled fit images"]
+    assert "- evaluate.purity_ks 50 left out" in (labelled_run / "metrics/report.md").read_text()
 
     purity_csv = pd.read_csv(labelled_run / "metrics/plots/purity.csv")
     assert list(purity_csv.columns) == ["k", "clip", "relation"] and list(purity_csv["k"]) == [1, 5, 10]
@@ -200,6 +205,20 @@ def test_confusion_csv_and_report(labelled_run):
         assert f"(plots/{png}.png)" in report
         assert (labelled_run / "metrics/plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "toy" in report
+
+
+def test_purity_ks_note_names_the_limit_and_the_fix():
+    from laic_core.report import features_notes, purity_ks_note
+
+    assert purity_ks_note([1, 5, 10], 40, 50000) is None
+    assert purity_ks_note([1, 20, 50, 50], 10, 0).startswith("evaluate.purity_ks 20, 50 left out")
+    sampled = purity_ks_note([1, 10], 100, 8)
+    assert "measured on 8 labelled" in sampled and "k can be at most 7" in sampled
+    assert "raise evaluate.purity_sample" in sampled
+    notes = features_notes({"notes": ["2 image(s) lie directly in x"], "skipped": ["a.png"]}, "fit.parquet")
+    assert notes == ["fit.parquet: 2 image(s) lie directly in x",
+                     "fit.parquet: 1 unreadable image(s) skipped (embed.on_error: skip), "
+                     "listed under 'skipped' in its metadata"]
 
 
 def test_purity_curves_sample_and_drop_large_k():
