@@ -1,20 +1,130 @@
-"""Run a stage's Typer app; user-facing errors print as one clean message."""
+"""Run a stage's Typer app; user-facing errors print as one clean message.
+
+A stage run by dvc also stops when dvc dies. `kill -9` of `dvc` otherwise
+left the stage running as an orphan, and it later wrote its outputs over
+whatever DVC (or the user) had restored meanwhile.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+import time
 
 import typer
 
 from laic_core.errors import LaicError
+
+# Processes that may stand between dvc and the stage (dvc runs `$SHELL -c cmd`;
+# some shells exec the command, others wait for it).
+_SHELLS = {"sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "busybox"}
+POLL_SECONDS = 0.5
+GRACE_SECONDS = 15.0  # after asking the stage to stop, before forcing it
+
+
+class ParentGone(BaseException):
+    """The process that started this stage has exited (BaseException: no `except Exception` swallows it)."""
 
 
 def stage_app() -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
+def _parent_of(pid: int) -> int | None:
+    """pid's parent from /proc (Linux), or None when unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def _name_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _lineage() -> list[tuple[int, int]]:
+    """[(pid, its parent)] from this process up through any shells to the first other process.
+
+    The stage must stop when that process (dvc, or whoever ran the stage)
+    dies, even when a shell waits in between and so outlives it.
+    """
+    links = [(os.getpid(), os.getppid())]
+    while _name_of(links[-1][1]) in _SHELLS:
+        parent = _parent_of(links[-1][1])
+        if parent is None or parent <= 1:
+            break
+        links.append((links[-1][1], parent))
+    return links
+
+
+def _lineage_broken(links: list[tuple[int, int]]) -> bool:
+    if os.getppid() != links[0][1]:
+        return True
+    return any(_parent_of(pid) != parent for pid, parent in links[1:])
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: the kernel sends SIGTERM the moment the parent exits (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl: the watchdog thread still works
+        pass
+
+
+def exit_with_parent(*, use_prctl: bool = True, poll: float = POLL_SECONDS,
+                     grace: float = GRACE_SECONDS) -> None:
+    """Make this process stop (SIGTERM, then a hard exit after `grace` s) when its starter dies.
+
+    Two mechanisms: PR_SET_PDEATHSIG for the direct parent (immediate, Linux
+    only), and a daemon thread polling the parent chain every `poll` seconds,
+    which also covers a shell between dvc and the stage and non-Linux systems.
+    SIGTERM raises ParentGone in the main thread, so `finally` blocks (atomic
+    writes) clean up; an output is never half-written either way.
+    """
+    links = _lineage()
+    if links[0][1] <= 1:  # already orphaned, or started by init: nothing to watch
+        return
+
+    def on_term(signum, frame):
+        raise ParentGone()
+
+    signal.signal(signal.SIGTERM, on_term)
+    if use_prctl:
+        _set_parent_death_signal()
+
+    def watch() -> None:
+        while not _lineage_broken(links):
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)  # the main thread is stuck in native code: do not wait for ever
+        os._exit(143)
+
+    if _lineage_broken(links):  # the parent died before the watch began
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="laic-exit-with-parent", daemon=True).start()
+
+
 def run(app: typer.Typer) -> None:
     try:
+        # Only under dvc (it sets DVC_STAGE for every command it runs): a stage
+        # or predict started by hand under nohup must outlive its shell.
+        if os.environ.get("DVC_STAGE"):
+            exit_with_parent()
         app()
     except LaicError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -22,3 +132,8 @@ def run(app: typer.Typer) -> None:
     except KeyboardInterrupt:
         print("interrupted: finished chunks are kept; rerun to resume", file=sys.stderr)
         sys.exit(130)
+    except ParentGone:
+        print("stopped: the process that started this stage (dvc) has exited or asked it to stop; "
+              "no output was written after that. Finished chunks are kept; rerun `dvc repro`",
+              file=sys.stderr)
+        sys.exit(143)

@@ -1,0 +1,113 @@
+"""A stage started by dvc stops when dvc dies (kill -9), instead of writing outputs later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# A stand-in stage: records its pid, then would write an output 30 s later.
+STAGE = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {project!r})
+    from stages import runner
+
+    if {fallback_only!r}:  # the watchdog thread alone, as on systems without prctl
+        original = runner.exit_with_parent
+        runner.exit_with_parent = lambda: original(use_prctl=False)
+    app = runner.stage_app()
+
+    @app.command()
+    def main(out: str) -> None:
+        with open(out + ".pid", "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(30)
+        with open(out + ".late", "w") as fh:
+            fh.write("written after the parent died")
+
+    runner.run(app)
+""")
+
+# A stand-in dvc: starts the stage (through a shell that waits, when asked) and waits.
+PARENT = textwrap.dedent("""
+    import os, subprocess, sys, time
+    stage = [sys.executable, {stage!r}, {out!r}]
+    if {via_shell!r}:
+        # `; true` keeps the shell alive between parent and stage, as some $SHELLs do
+        stage = ["/bin/sh", "-c", " ".join(stage) + " 2>" + {err!r} + "; true"]
+        subprocess.Popen(stage, env=dict(os.environ, DVC_STAGE="test"))
+    else:
+        subprocess.Popen(stage, env=dict(os.environ, DVC_STAGE="test"), stderr=open({err!r}, "w"))
+    time.sleep(60)
+""")
+
+
+def alive(pid: int) -> bool:
+    """Running (an exited process whose new parent has not reaped it yet is a zombie: not alive)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("fallback_only, via_shell", [(False, False), (True, False), (False, True)],
+                         ids=["prctl", "watchdog-thread", "shell-between"])
+def test_stage_stops_when_its_parent_is_killed(tmp_path, fallback_only, via_shell):
+    out = str(tmp_path / "out")
+    err = str(tmp_path / "stage.err")
+    stage = tmp_path / "stage.py"
+    stage.write_text(STAGE.format(project=str(PROJECT), fallback_only=fallback_only))
+    parent_script = tmp_path / "parent.py"
+    parent_script.write_text(PARENT.format(stage=str(stage), out=out, err=err, via_shell=via_shell))
+    parent = subprocess.Popen([sys.executable, str(parent_script)])
+    try:
+        assert wait_for(lambda: Path(out + ".pid").is_file() and Path(out + ".pid").read_text(), 30)
+        pid = int(Path(out + ".pid").read_text())
+        time.sleep(0.5)  # the stage is running its command
+        assert alive(pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert wait_for(lambda: not alive(pid), 10), "the stage kept running after its parent died"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert not Path(out + ".late").exists()
+    assert "stopped: the process that started this stage (dvc) has exited" in Path(err).read_text()
+
+
+def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
+    """Run by hand (no DVC_STAGE), a stage keeps the default SIGTERM handling, so nohup works."""
+    from stages import runner
+
+    monkeypatch.setattr(sys, "argv", ["stage"])
+    called = []
+    monkeypatch.setattr(runner, "exit_with_parent", lambda: called.append(True))
+    app = runner.stage_app()
+    app.command()(lambda: None)
+    for env, expected in ((None, []), ("embed", [True])):
+        if env is None:
+            monkeypatch.delenv("DVC_STAGE", raising=False)
+        else:
+            monkeypatch.setenv("DVC_STAGE", env)
+        with pytest.raises(SystemExit) as done:
+            runner.run(app)
+        assert done.value.code in (0, None) and called == expected
