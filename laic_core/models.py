@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from laic_core.errors import LaicError
+from laic_core.provenance import CHECKPOINT_SUFFIXES, looks_like_path
 
 
 @dataclass
@@ -65,10 +66,6 @@ def _register_config_file(name: str) -> str:
     return path.stem
 
 
-def _looks_like_path(value: str) -> bool:
-    return value.endswith(".json") or "/" in value or "\\" in value
-
-
 def load_clip(name: str, pretrained: str = "openai", device: str = "auto") -> ClipBundle:
     """Build an open_clip model, its eval preprocessing and tokenizer.
 
@@ -81,7 +78,7 @@ def load_clip(name: str, pretrained: str = "openai", device: str = "auto") -> Cl
     import open_clip
 
     dev = resolve_device(device)
-    model_name = _register_config_file(name) if _looks_like_path(name) else name
+    model_name = _register_config_file(name) if looks_like_path(name) else name
     if model_name not in open_clip.list_models():
         raise LaicError(
             f"model.name: {name!r} is not an open_clip model; use a name from "
@@ -93,7 +90,7 @@ def load_clip(name: str, pretrained: str = "openai", device: str = "auto") -> Cl
         weights = None
     elif Path(pretrained).is_file():
         weights = str(pretrained)
-    elif _looks_like_path(pretrained) or pretrained.endswith((".pt", ".bin", ".safetensors")):
+    elif looks_like_path(pretrained) or pretrained.endswith(CHECKPOINT_SUFFIXES):
         raise LaicError(f"model.pretrained: checkpoint file {pretrained} does not exist")
     else:
         known = open_clip.list_pretrained_tags_by_model(model_name)

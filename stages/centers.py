@@ -29,6 +29,7 @@ from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.models import load_clip
 from laic_core.neighbors import training_pairs
+from laic_core.provenance import check_against_params
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -128,6 +129,9 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     params = load_params(params_file)
     cp = params.centers
     K = params.dataset.num_clusters
+    provenance = check_against_params(
+        [layout.features_meta("fit"), layout.features_meta("eval"), layout.NOUNS / "selected.parquet",
+         layout.VOCAB / "nouns.parquet"], params.model, params_file, layout.HASH_CACHE)
     inputs = load_inputs(K)
     V_fit = np.array(inputs["V_fit"], dtype=np.float32)  # a writable copy (the file is memory-mapped)
     d = V_fit.shape[1]
@@ -163,7 +167,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     save_torch(PROMPTS, {
         **learner.export(),
-        "model": {"name": params.model.name, "pretrained": params.model.pretrained},
+        "model": provenance["model"],  # predict checks its params against this
         "dim": d,
         "tau": cp.tau,
     })

@@ -18,31 +18,22 @@ import typer
 from laic_core.artifacts import ChunkedArray, fingerprint, save_json, save_parquet
 from laic_core.config import load_params
 from laic_core.datasets import ImageSplit, load_dataset
-from laic_core.encode import encode_images
+from laic_core.encode import encode_images, image_embedding_dim
 from laic_core.models import load_clip
+from laic_core.provenance import model_identity, record
 from stages import layout
 from stages.runner import run, stage_app
 
 app = stage_app()
 
 
-def model_identity(name: str, pretrained: str) -> dict:
-    """What embeddings depend on: the model and, for local files, their contents' stamps."""
-    ident = {"name": name, "pretrained": pretrained}
-    for key, value in (("name_file", name), ("pretrained_file", pretrained)):
-        path = Path(value)
-        if path.is_file():
-            st = path.stat()
-            ident[key] = [st.st_size, st.st_mtime_ns]
-    return ident
-
-
 def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
     for note in split.notes:
         print(f"{role}: note: {note}", file=sys.stderr)
     out_path = layout.features(role)
+    ident = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
     key = fingerprint({
-        "model": model_identity(params.model.name, params.model.pretrained),
+        "model": ident,
         "data": split.identity(),
         "preprocess": repr(bundle.preprocess),
         "dtype": str(bundle.dtype),
@@ -74,6 +65,7 @@ def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
         "class_names": split.class_names,
         "skipped": skipped,
         "notes": split.notes,
+        "provenance": record(ident, image_embedding_dim(bundle), repr(bundle.preprocess), str(bundle.dtype)),
     }
     # The metadata goes first: a features file without its table would look complete.
     save_parquet(layout.features_meta(role), table, meta)

@@ -40,6 +40,7 @@ from laic_core.artifacts import (
 )
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.provenance import check_against_params
 from laic_core.metrics import best_mapping, cluster_accuracy, clustering_scores, confusion, size_balance
 from laic_core.report import (
     SCORE_KEYS, cluster_id, features_notes, noun_text, purity_ks_note, render_report,
@@ -342,6 +343,9 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     params = load_params(params_file)
     K = params.dataset.num_clusters
+    # The report names params' model: the features must be that model's.
+    check_against_params([layout.features_meta("fit"), layout.features_meta("eval")], params.model,
+                         params_file, layout.HASH_CACHE)
     layout.PLOTS.mkdir(parents=True, exist_ok=True)
 
     # ---- eval split: every method

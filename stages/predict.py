@@ -26,6 +26,8 @@ from laic_core.datasets import load_split
 from laic_core.encode import encode_images, image_embedding_dim
 from laic_core.errors import LaicError
 from laic_core.models import load_clip
+from laic_core.provenance import describe, model_identity, same_model
+from stages import layout
 from stages.centers import CENTERS, NAMES, PROMPTS
 from stages.runner import run, stage_app
 
@@ -40,12 +42,11 @@ def load_learned(params) -> tuple[np.ndarray, list[str]]:
                             "Run the pipeline first (`dvc repro`), then predict")
     saved = torch.load(PROMPTS, map_location="cpu", weights_only=True)
     was = saved.get("model", {})
-    now = {"name": params.model.name, "pretrained": params.model.pretrained}
-    if was != now:
+    now = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
+    if not isinstance(was, dict) or not same_model(was, now):
         raise LaicError(
-            f"the centers were learned with model {was.get('name')} ({was.get('pretrained')}) but params "
-            f"now say {now['name']} ({now['pretrained']}); run `dvc repro` to relearn them, "
-            "or restore the model settings"
+            f"{PROMPTS}: the centers were learned with {describe(was if isinstance(was, dict) else {})} but "
+            f"params now say {describe(now)}; run `dvc repro` to relearn them, or restore the model settings"
         )
     centers = np.load(CENTERS)
     names = load_json(NAMES)

@@ -18,6 +18,7 @@ from laic_core.artifacts import load_npy, save_matrix, save_parquet
 from laic_core.cluster import clip_kmeans, ours_notrain, tac_notrain
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.provenance import check_against_params
 from laic_core.relation import check_embeddings, choose_topk, relation_matrix, tac_text_features
 from stages import layout
 from stages.runner import run, stage_app
@@ -30,6 +31,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     params = load_params(params_file)
     p = params.relation
     K = params.dataset.num_clusters
+    check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
+                          layout.NOUNS / "selected.parquet"], params.model, params_file, layout.HASH_CACHE)
     noun_file = layout.NOUNS / "text.npy"
     T = check_embeddings(load_npy(noun_file), str(noun_file))
     V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])

@@ -21,10 +21,10 @@ from laic_core.config import load_params
 from laic_core.encode import distinct_token_rows, encode_nouns
 from laic_core.models import load_clip
 from laic_core.progress import progress_bar
+from laic_core.provenance import model_identity, record
 from laic_core.text_tower import TextTower
 from laic_core.vocab import load_vocabulary, validate_templates
 from stages import layout
-from stages.embed import model_identity
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -45,9 +45,10 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         print(f"vocab: {len(nouns) - len(keep)} noun(s) tokenize like an earlier one; kept the first spelling")
     nouns = [nouns[i] for i in keep]
 
+    ident = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
     out = ChunkedArray(
         layout.VOCAB / "text.npy", len(nouns), params.vocab.chunk_size,
-        key=fingerprint({"model": model_identity(params.model.name, params.model.pretrained),
+        key=fingerprint({"model": ident,
                          "nouns": nouns, "templates": templates, "dtype": str(bundle.dtype)}),
     )
     missing = out.missing()
@@ -66,7 +67,9 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         seconds = time.perf_counter() - started
         print(f"vocab: encoded {todo} nouns in {seconds:.1f}s ({todo / seconds:.0f} nouns/s)", file=sys.stderr)
     save_parquet(layout.VOCAB / "nouns.parquet", pd.DataFrame({"noun": nouns}),
-                 {"source": params.vocab.source, "templates": templates, "model": params.model.name})
+                 {"source": params.vocab.source, "templates": templates, "model": params.model.name,
+                  "provenance": record(ident, out.read_chunk(0).shape[1], repr(bundle.preprocess),
+                                       str(bundle.dtype))})
     out.finalize(np.float32)
 
 

@@ -21,6 +21,7 @@ import typer
 from laic_core.artifacts import load_npy, load_parquet_meta, save_parquet
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.provenance import check_against_params
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -58,6 +59,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     meta_path = layout.features_meta("eval")
     if not meta_path.is_file():
         raise LaicError(f"{meta_path}: missing; run the embed stage first (`dvc repro embed`)")
+    provenance = check_against_params([meta_path], params.model, params_file, layout.HASH_CACHE)
     names = class_names_of(load_parquet_meta(meta_path))
     if names is None:
         _unavailable("the dataset has no class names")
@@ -74,7 +76,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
             "re-run the embed stage (`dvc repro`)")
     assigned = zeroshot_assign(V, class_text)
     table = pd.DataFrame({"row": np.arange(V.shape[0], dtype=np.int64), "cluster": assigned.astype(np.int64)})
-    save_parquet(OUTPUT, table, {"available": True, "class_names": names, "templates": templates})
+    save_parquet(OUTPUT, table, {"available": True, "class_names": names, "templates": templates,
+                                 "provenance": provenance})
     print(f"zeroshot: {V.shape[0]} images into {len(names)} classes with {len(templates)} template(s)")
 
 

@@ -33,6 +33,13 @@ def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return normalized(rng.normal(size=(n, d)))
 
 
+def provenance_meta(name: str = "ViT-B-32", pretrained: str = "openai", dim: int = 8) -> dict:
+    """Parquet metadata saying which model made an embedding artifact, as embed and vocab write it."""
+    from laic_core.provenance import model_identity, record
+
+    return {"provenance": record(model_identity(name, pretrained), dim)}
+
+
 def write_tiny_config(folder: Path) -> Path:
     path = Path(folder) / "laic-tiny-clip.json"
     path.write_text(json.dumps(TINY_CLIP_CONFIG))

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from laic_core.artifacts import save_matrix, save_npy, save_parquet
+from laic_core.artifacts import load_parquet_meta, save_matrix, save_npy, save_parquet
 from laic_core.centers import (
     PromptLearner, assign, assign_labels, cluster_init_nouns, cluster_mean_weights,
     name_clusters, train_centers,
@@ -292,11 +292,13 @@ def write_pipeline_inputs(root: Path, feats: np.ndarray, K: int, seed: int = 0) 
     vocab = [f"noun{j}" for j in range(12)]
     T = rng.normal(size=(12, d)).astype(np.float32)
     T /= np.linalg.norm(T, axis=1, keepdims=True)
-    save_parquet(root / "data/vocab/nouns.parquet", pd.DataFrame({"noun": vocab}))
+    # The text embeddings say they come from the model that embedded the images.
+    same_model = {"provenance": load_parquet_meta(root / "data/features/fit.parquet")["provenance"]}
+    save_parquet(root / "data/vocab/nouns.parquet", pd.DataFrame({"noun": vocab}), same_model)
     save_npy(root / "data/vocab/text.npy", T)
     sel = [0, 2, 4, 5, 7, 9]
     save_parquet(root / "data/nouns/selected.parquet", pd.DataFrame(
-        {"noun": [vocab[j] for j in sel], "group": np.arange(6) % K, "score": np.ones(6)}))
+        {"noun": [vocab[j] for j in sel], "group": np.arange(6) % K, "score": np.ones(6)}), same_model)
     save_npy(root / "data/nouns/text.npy", T[sel])
     logits = feats @ T[sel].T / 0.05
     C = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -319,6 +321,19 @@ def write_params(root: Path, config: Path, K: int = 3, **centers) -> None:
         "centers": {"epochs": 2, "batch_size": 16, "lr": 0.01, **centers},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def same_width_config(folder: Path) -> Path:
+    """Another model with the tiny model's embed_dim (32): only the identity tells them apart."""
+    import json
+
+    from tests.conftest import TINY_CLIP_CONFIG
+
+    config = json.loads(json.dumps(TINY_CLIP_CONFIG))
+    config["vision_cfg"]["layers"] = 1
+    path = folder / "other.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 @pytest.fixture
@@ -381,9 +396,10 @@ def test_centers_stage_and_predict(project, tiny_config):
     assert len(pd.read_csv("pred_skip.csv")) == 18
     (project / "images" / "class_0" / "zero.png").unlink()
 
-    # A changed model is caught before anything is embedded.
-    write_params(project, Path(tiny_config).with_name("other.json"))
-    with pytest.raises(LaicError, match="relearn"):
+    # A changed model is caught before anything is embedded, even one of the same width.
+    write_params(project, same_width_config(project))
+    with pytest.raises(LaicError, match=r"prompts.pt: the centers were learned with model .*laic-tiny-clip.json"
+                                        r".* but params now say model .*other.json.*relearn"):
         predict(Path("images"), Path("pred2.csv"), Path("params.yaml"), "fail")
 
 
@@ -417,3 +433,17 @@ def test_centers_stage_input_checks(project, tiny_config):
     save_npy("data/neighbors/reliable.npy", np.zeros(18, bool))
     with pytest.raises(LaicError, match="no fit image is reliable"):
         centers_stage(Path("params.yaml"))
+
+
+def test_centers_refuse_features_of_another_model_of_the_same_width(project):
+    """The probe: another model with the same embed_dim in params, then `dvc repro -s centers`."""
+    from stages.centers import main as centers_stage
+
+    write_params(project, same_width_config(project))
+    with pytest.raises(LaicError) as err:
+        centers_stage(Path("params.yaml"))
+    message = str(err.value)
+    assert message.startswith("data/features/fit.parquet was made with model ")
+    assert "laic-tiny-clip.json" in message and "params.yaml now says model " in message
+    assert "other.json" in message and "run `dvc repro`" in message
+    assert not Path("data/centers/centers.npy").exists()

@@ -254,3 +254,23 @@ def test_manifest_with_missing_path(project, tiny_config):
     with pytest.raises(LaicError) as err:
         run_embed()
     assert "manifest.csv" in str(err.value) and "gone.png" in str(err.value) and "row 3" in str(err.value)
+
+
+def test_features_and_noun_embeddings_record_the_model_that_made_them(project, tiny_config):
+    from laic_core.provenance import check_same_model, model_identity
+    from stages.vocab import main as vocab
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["vocab"] = {"source": "nouns.txt", "templates": ["a photo of a {}."]}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    Path("nouns.txt").write_text("dog\ncat\ncar\n")
+    run_embed()
+    vocab(Path("params.yaml"))
+    prov = load_parquet_meta("data/features/fit.parquet")["provenance"]
+    assert prov["embed_dim"] == 32 and "Resize" in prov["preprocess"] and prov["dtype"] == "torch.float32"
+    assert prov["model"] == model_identity(str(tiny_config), "none")
+    assert len(prov["model"]["config_sha256"]) == 64
+    text = load_parquet_meta("data/vocab/nouns.parquet")["provenance"]
+    assert text["model"] == prov["model"] and text["embed_dim"] == 32
+    check_same_model(["data/features/fit.parquet", "data/features/eval.parquet", "data/vocab/nouns.parquet"],
+                     model_identity(str(tiny_config), "none"))

@@ -13,6 +13,7 @@ import yaml
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
 from laic_core.errors import LaicError
 from tests.conftest import normalized as _unit
+from tests.conftest import provenance_meta
 
 CLASSES = ["cat", "dog", "car"]
 N_FIT, N_EVAL, DIM, K = 40, 30, 8, 3
@@ -63,7 +64,8 @@ def write_artifacts(root: Path, *, labels: bool = True, zeroshot: bool = True) -
         if labels:
             table["label"] = y.astype(np.int64)
         save_parquet(data / "features" / f"{role}.parquet", table,
-                     {"dataset": "toy", "class_names": names, "skipped": []})
+                     {"dataset": "toy", "class_names": names, "skipped": [],
+                      **provenance_meta("ViT-B-32", "none", DIM)})
         # C rows carry no class information: its neighbours are less pure than CLIP's.
         save_matrix(data / "relation" / f"C_{role}.npz", rng.random((len(y), 6)).astype(np.float32))
 
@@ -298,7 +300,8 @@ def _zeroshot_project(folder: Path, config: Path, class_names) -> np.ndarray:
     save_npy(folder / "data/features/eval.npy", V)
     save_parquet(folder / "data/features/eval.parquet",
                  pd.DataFrame({"row": np.arange(11), "source": [f"{i}.png" for i in range(11)]}),
-                 {"dataset": "toy", "class_names": class_names, "skipped": []})
+                 {"dataset": "toy", "class_names": class_names, "skipped": [],
+                  **provenance_meta(str(config), "none", 32)})
     params = {"model": {"name": str(config), "pretrained": "none", "device": "cpu"},
               "vocab": {"templates": ["a photo of a {}.", "art of the {}."]}}
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -332,3 +335,28 @@ def test_zeroshot_without_class_names_writes_an_empty_table(tmp_path, monkeypatc
     out = pd.read_parquet("data/zeroshot/assign_eval.parquet")
     assert len(out) == 0 and list(out.columns) == ["row", "cluster"]
     assert load_parquet_meta("data/zeroshot/assign_eval.parquet")["available"] is False
+
+
+def test_zeroshot_and_evaluate_refuse_features_of_another_model(tmp_path, monkeypatch, tiny_config):
+    from stages.zeroshot import main as zeroshot
+
+    monkeypatch.chdir(tmp_path)
+    _zeroshot_project(tmp_path, tiny_config, CLASSES)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"]["pretrained"] = str(tmp_path / "other.pt")
+    (tmp_path / "other.pt").write_bytes(b"not the weights the features were made with")
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LaicError, match=r"eval.parquet was made with model .*laic-tiny-clip.json.* \(none\) but "
+                                        r"params.yaml now says .*other.pt \[sha256 [0-9a-f]{12}\]"):
+        zeroshot(Path("params.yaml"))
+
+
+def test_evaluate_refuses_features_of_another_model(project):
+    write_artifacts(project)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"]["name"] = "ViT-B-16"
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LaicError, match=r"fit.parquet was made with model ViT-B-32 \(none\) but params.yaml "
+                                        r"now says model ViT-B-16 \(none\)"):
+        run_evaluate()
+    assert not Path("metrics/scores.json").exists()

@@ -11,7 +11,7 @@ import yaml
 
 from laic_core.artifacts import save_npy, save_parquet
 from laic_core.errors import LaicError
-from tests.conftest import unit_rows
+from tests.conftest import provenance_meta, unit_rows
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -25,9 +25,14 @@ def workdir(tmp_path, monkeypatch):
     Path("params.yaml").write_text(yaml.safe_dump(params))
     save_npy("data/features/fit.npy", unit(30, 8, 0))
     save_npy("data/features/eval.npy", unit(10, 8, 1))
+    for role, n in (("fit", 30), ("eval", 10)):
+        save_parquet(f"data/features/{role}.parquet", pd.DataFrame({"row": range(n)}), provenance_meta())
     save_npy("data/vocab/text.npy", unit(12, 8, 2))
-    save_parquet("data/vocab/nouns.parquet", pd.DataFrame({"noun": [f"noun {i}" for i in range(12)]}))
+    save_parquet("data/vocab/nouns.parquet", pd.DataFrame({"noun": [f"noun {i}" for i in range(12)]}),
+                 provenance_meta())
     save_npy("data/nouns/text.npy", unit(6, 8, 3))
+    save_parquet("data/nouns/selected.parquet", pd.DataFrame({"noun": [f"noun {i}" for i in range(6)]}),
+                 provenance_meta())
     return tmp_path
 
 
@@ -74,6 +79,40 @@ def test_too_few_nouns(workdir):
         run("relation")
     Path("params.yaml").write_text(yaml.safe_dump({"dataset": {"num_clusters": 3}, "nouns": {"gamma": 1, "images_per_group": 30}}))
     save_npy("data/vocab/text.npy", unit(1, 8, 2))
-    save_parquet("data/vocab/nouns.parquet", pd.DataFrame({"noun": ["only"]}))
+    save_parquet("data/vocab/nouns.parquet", pd.DataFrame({"noun": ["only"]}), provenance_meta())
     with pytest.raises(LaicError, match=r"only 1 noun\(s\) selected"):
         run("nouns")
+
+
+# ------------------------------------------------------------- model identity
+
+
+def test_features_and_vocab_of_two_models_of_one_width_are_refused(workdir):
+    other = provenance_meta("ViT-B-32", "laion2b_s34b_b79k", 8)  # same d=8, other weights
+    save_parquet("data/vocab/nouns.parquet", pd.DataFrame({"noun": [f"noun {i}" for i in range(12)]}), other)
+    with pytest.raises(LaicError) as err:
+        run("nouns")
+    message = str(err.value)
+    assert message.startswith("data/features/fit.parquet was made with model ViT-B-32 (openai)")
+    assert "data/vocab/nouns.parquet with model ViT-B-32 (laion2b_s34b_b79k)" in message
+    assert "run `dvc repro`" in message
+    save_parquet("data/nouns/selected.parquet", pd.DataFrame({"noun": ["a"]}), other)
+    with pytest.raises(LaicError, match=r"fit.parquet was made with .*openai.* but data/nouns/selected.parquet"):
+        run("relation")
+
+
+def test_artifacts_of_another_model_than_params_names_are_refused(workdir):
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"] = {"pretrained": "laion2b_s34b_b79k"}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("nouns", "relation"):
+        with pytest.raises(LaicError, match=r"data/features/fit.parquet was made with model ViT-B-32 \(openai\) "
+                                            r"but params.yaml now says model ViT-B-32 \(laion2b_s34b_b79k\); "
+                                            r"run `dvc repro`"):
+            run(stage)
+
+
+def test_artifacts_that_record_no_model_are_refused(workdir):
+    save_parquet("data/features/eval.parquet", pd.DataFrame({"row": range(10)}))
+    with pytest.raises(LaicError, match=r"eval.parquet: does not record which model made it.*dvc repro"):
+        run("relation")

@@ -1,0 +1,182 @@
+"""What made an artifact: the model identity recorded with every embedding, and its checks.
+
+Image features and noun embeddings are only comparable when one model made
+both. Comparing their widths is not enough: two models with the same
+`embed_dim` (a retrained checkpoint, another tag of the same architecture)
+give vectors of the same shape that mean different things. So the features
+(data/features/*.parquet) and the text embeddings (data/vocab/nouns.parquet,
+data/nouns/selected.parquet) record in their metadata
+
+    {"provenance": {"model": model_identity(...), "embed_dim": d,
+                    "preprocess": repr of the image transform, "dtype": ...}}
+
+and every stage that combines them calls `check_same_model`: the recorded
+models must be one model, and the one params.yaml names now.
+
+A model's identity is by content where it is a local file: the sha256 of a
+model-config JSON given as `model.name` and of a checkpoint given as
+`model.pretrained` (a checkpoint replaced in place at the same path is
+another model), else the open_clip name and pretrained tag. Hashing a large
+checkpoint takes seconds, so digests are cached by (path, size, mtime) in a
+small JSON file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from laic_core.errors import LaicError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def looks_like_path(value: str) -> bool:
+    """A setting that names a file rather than an open_clip model name or tag."""
+    return value.endswith(".json") or "/" in value or "\\" in value
+
+
+def _read_cache(cache: Path) -> dict:
+    try:
+        entries = json.loads(cache.read_text())
+        return entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):  # absent or damaged: it is only a cache
+        return {}
+
+
+def file_sha256(path: str | Path, cache: str | Path | None = None) -> str:
+    """Hex sha256 of a file's bytes; reused from `cache` while its size and mtime are unchanged."""
+    path = Path(path)
+    st = path.stat()
+    key = str(path.resolve())
+    stamp = [st.st_size, st.st_mtime_ns]
+    entries = _read_cache(Path(cache)) if cache else {}
+    hit = entries.get(key)
+    if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
+        return hit["sha256"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    hexdigest = digest.hexdigest()
+    if cache:
+        from laic_core.artifacts import save_json
+
+        entries[key] = {"stamp": stamp, "sha256": hexdigest}
+        try:
+            save_json(cache, entries)
+        except OSError:  # a read-only project still works, only slower
+            pass
+    return hexdigest
+
+
+def model_identity(name: str, pretrained: str, cache: str | Path | None = None) -> dict[str, Any]:
+    """What embeddings depend on: the architecture and the weights, local files by content.
+
+    name: an open_clip model name or a model-config JSON path; pretrained: a
+    tag, a checkpoint path, or "none" (seeded random weights).
+    """
+    ident: dict[str, Any] = {"name": name, "pretrained": pretrained}
+    if looks_like_path(name):
+        if not Path(name).is_file():
+            raise LaicError(f"model.name: config file {name} does not exist")
+        ident["config_sha256"] = file_sha256(name, cache)
+    if pretrained not in ("none", ""):
+        if Path(pretrained).is_file():
+            ident["checkpoint_sha256"] = file_sha256(pretrained, cache)
+        elif looks_like_path(pretrained) or pretrained.endswith(CHECKPOINT_SUFFIXES):
+            raise LaicError(f"model.pretrained: checkpoint file {pretrained} does not exist")
+    return ident
+
+
+def _key(ident: dict) -> tuple:
+    """Two identities are one model when these agree (paths may differ, contents may not)."""
+    weights = ident.get("checkpoint_sha256") or ident.get("pretrained")
+    return (ident.get("config_sha256") or ident.get("name"), "none" if weights in ("", None) else weights)
+
+
+def same_model(a: dict, b: dict) -> bool:
+    return _key(a) == _key(b)
+
+
+def describe(ident: dict) -> str:
+    """'ViT-B-32 (openai)' or 'tiny.json [config sha256 1a2b3c4d] (ckpt.pt [sha256 5e6f7a8b])'."""
+    name = str(ident.get("name"))
+    if ident.get("config_sha256"):
+        name += f" [config sha256 {ident['config_sha256'][:12]}]"
+    weights = str(ident.get("pretrained"))
+    if ident.get("checkpoint_sha256"):
+        weights += f" [sha256 {ident['checkpoint_sha256'][:12]}]"
+    return f"model {name} ({weights})"
+
+
+def record(ident: dict, embed_dim: int, preprocess: str = "", dtype: str = "") -> dict[str, Any]:
+    """The provenance stored with an embedding artifact (its metadata key "provenance")."""
+    return {"model": ident, "embed_dim": int(embed_dim), "preprocess": preprocess, "dtype": dtype}
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance a Parquet artifact records; an error when it records none."""
+    from laic_core.artifacts import load_parquet_meta
+
+    path = Path(path)
+    if not path.is_file():
+        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
+    prov = load_parquet_meta(path).get("provenance")
+    if not isinstance(prov, dict) or not isinstance(prov.get("model"), dict):
+        raise LaicError(f"{path}: does not record which model made it (written by an older laic); "
+                        "run `dvc repro` to remake it")
+    return prov
+
+
+def check_same_model(artifacts: Sequence[str | Path], current: dict | None = None,
+                     params_source: str | Path = "params.yaml") -> dict[str, Any]:
+    """The provenance of `artifacts` (Parquet files), after checking they agree with each other and `current`.
+
+    Raises a LaicError naming the two files (or the file and the params
+    file) that disagree, and the fix.
+    """
+    recorded = [(Path(p), read_provenance(p)) for p in artifacts]
+    first_path, first = recorded[0]
+    for path, prov in recorded[1:]:
+        if not same_model(prov["model"], first["model"]) or prov.get("embed_dim") != first.get("embed_dim"):
+            raise LaicError(
+                f"{first_path} was made with {describe(first['model'])} (d={first.get('embed_dim')}) but "
+                f"{path} with {describe(prov['model'])} (d={prov.get('embed_dim')}): embeddings of two models "
+                "cannot be compared; run `dvc repro` so that every stage uses the model in params.yaml"
+            )
+    if current is not None and not same_model(first["model"], current):
+        raise LaicError(
+            f"{first_path} was made with {describe(first['model'])} but {params_source} now says "
+            f"{describe(current)}; run `dvc repro` to remake it and what follows with this model, "
+            "or restore model.name / model.pretrained"
+        )
+    return first
+
+
+def check_against_params(artifacts: Sequence[str | Path], model_params: Any,
+                         params_source: str | Path = "params.yaml",
+                         cache: str | Path | None = None) -> dict[str, Any]:
+    """`check_same_model` against the model that params (`params.model`) name now."""
+    current = model_identity(model_params.name, model_params.pretrained, cache)
+    return check_same_model(artifacts, current, params_source)
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a JSON-serialisable value (sorted keys): a stable fingerprint of a listing."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def vocab_listing(source: str, cache: str | Path | None = None) -> dict[str, Any]:
+    """What the vocab stage reads besides params: the noun file's content digest."""
+    from laic_core.vocab import WORDNET_SOURCE
+
+    if source == WORDNET_SOURCE:
+        return {"source": source}  # the shipped list is a dependency of the stage itself
+    path = Path(source)
+    if not path.is_file():
+        raise LaicError(f"vocab.source: {source} is not a file; give 'wordnet' or the path of a noun file")
+    return {"source": source, "sha256": file_sha256(path, cache)}
+
