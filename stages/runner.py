@@ -86,6 +86,27 @@ def _set_parent_death_signal() -> None:
         pass
 
 
+STOPPED = ("stopped: the process that started this stage (dvc) has exited or asked it to stop; "
+           "no output was written after that. Finished chunks are kept; rerun `dvc repro`")
+_armed = False  # exit_with_parent has run in this process
+_in_run = False  # run() is executing the command: ParentGone unwinds through its finally blocks
+
+
+_stopping = False  # the first SIGTERM is unwinding; prctl and the watchdog may both send one
+
+
+def _on_term(signum, frame) -> None:
+    global _stopping
+    if _stopping:  # do not interrupt the clean-up of the first one (the watchdog's hard exit remains)
+        return
+    _stopping = True
+    if _in_run:
+        raise ParentGone()
+    # Still importing (torch takes seconds): nothing to clean up yet.
+    print(STOPPED, file=sys.stderr)
+    os._exit(143)
+
+
 def exit_with_parent(*, use_prctl: bool = True, poll: float = POLL_SECONDS,
                      grace: float = GRACE_SECONDS) -> None:
     """Make this process stop (SIGTERM, then a hard exit after `grace` s) when its starter dies.
@@ -94,18 +115,21 @@ def exit_with_parent(*, use_prctl: bool = True, poll: float = POLL_SECONDS,
     only), and a daemon thread polling the parent chain every `poll` seconds,
     which also covers a shell between dvc and the stage and non-Linux systems.
     SIGTERM raises ParentGone in the main thread, so `finally` blocks (atomic
-    writes) clean up; an output is never half-written either way.
+    writes) clean up; an output is never half-written either way. Called for
+    processes started by dvc only, whose parent is never init: a parent pid
+    of 1 means dvc died before this process got here.
     """
-    links = _lineage()
-    if links[0][1] <= 1:  # already orphaned, or started by init: nothing to watch
+    global _armed
+    if _armed:
         return
-
-    def on_term(signum, frame):
-        raise ParentGone()
-
-    signal.signal(signal.SIGTERM, on_term)
+    _armed = True
+    signal.signal(signal.SIGTERM, _on_term)
     if use_prctl:
         _set_parent_death_signal()
+    links = _lineage()
+    if links[0][1] <= 1 or _lineage_broken(links):  # the parent died before the watch began
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
 
     def watch() -> None:
         while not _lineage_broken(links):
@@ -114,17 +138,21 @@ def exit_with_parent(*, use_prctl: bool = True, poll: float = POLL_SECONDS,
         time.sleep(grace)  # the main thread is stuck in native code: do not wait for ever
         os._exit(143)
 
-    if _lineage_broken(links):  # the parent died before the watch began
-        os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=watch, name="laic-exit-with-parent", daemon=True).start()
 
 
+def under_dvc() -> bool:
+    """dvc sets DVC_STAGE for every command it runs. A stage (or predict) started by
+    hand is not tied to its parent, so that it can outlive its shell under nohup."""
+    return bool(os.environ.get("DVC_STAGE"))
+
+
 def run(app: typer.Typer) -> None:
+    global _in_run
     try:
-        # Only under dvc (it sets DVC_STAGE for every command it runs): a stage
-        # or predict started by hand under nohup must outlive its shell.
-        if os.environ.get("DVC_STAGE"):
-            exit_with_parent()
+        _in_run = True
+        if under_dvc():
+            exit_with_parent()  # armed already by `import stages` unless run differently
         app()
     except LaicError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -133,7 +161,7 @@ def run(app: typer.Typer) -> None:
         print("interrupted: finished chunks are kept; rerun to resume", file=sys.stderr)
         sys.exit(130)
     except ParentGone:
-        print("stopped: the process that started this stage (dvc) has exited or asked it to stop; "
-              "no output was written after that. Finished chunks are kept; rerun `dvc repro`",
-              file=sys.stderr)
+        print(STOPPED, file=sys.stderr)
         sys.exit(143)
+    finally:
+        _in_run = False

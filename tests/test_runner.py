@@ -18,11 +18,13 @@ PROJECT = Path(__file__).resolve().parents[1]
 STAGE = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {project!r})
-    from stages import runner
-
+    time.sleep({startup!r})  # a stage importing torch: dvc may die meanwhile
     if {fallback_only!r}:  # the watchdog thread alone, as on systems without prctl
-        original = runner.exit_with_parent
-        runner.exit_with_parent = lambda: original(use_prctl=False)
+        os.environ.pop("DVC_STAGE")  # so that `import stages` does not arm it with prctl
+        from stages import runner
+        runner.exit_with_parent(use_prctl=False)
+    else:
+        from stages import runner  # importing the package arms it under dvc
     app = runner.stage_app()
 
     @app.command()
@@ -68,17 +70,35 @@ def wait_for(predicate, timeout: float) -> bool:
     return predicate()
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("fallback_only, via_shell", [(False, False), (True, False), (False, True)],
-                         ids=["prctl", "watchdog-thread", "shell-between"])
-def test_stage_stops_when_its_parent_is_killed(tmp_path, fallback_only, via_shell):
+def start(tmp_path: Path, *, fallback_only: bool = False, via_shell: bool = False, startup: float = 0.0):
     out = str(tmp_path / "out")
     err = str(tmp_path / "stage.err")
     stage = tmp_path / "stage.py"
-    stage.write_text(STAGE.format(project=str(PROJECT), fallback_only=fallback_only))
+    stage.write_text(STAGE.format(project=str(PROJECT), fallback_only=fallback_only, startup=startup))
     parent_script = tmp_path / "parent.py"
     parent_script.write_text(PARENT.format(stage=str(stage), out=out, err=err, via_shell=via_shell))
-    parent = subprocess.Popen([sys.executable, str(parent_script)])
+    return subprocess.Popen([sys.executable, str(parent_script)]), out, err
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("fallback_only, via_shell", [(False, False), (True, False), (False, True)],
+                         ids=["prctl", "watchdog-thread", "shell-between"])
+def test_stage_stops_when_its_parent_is_killed(tmp_path, fallback_only, via_shell):
+    parent, out, err = start(tmp_path, fallback_only=fallback_only, via_shell=via_shell)
     try:
         assert wait_for(lambda: Path(out + ".pid").is_file() and Path(out + ".pid").read_text(), 30)
         pid = int(Path(out + ".pid").read_text())
@@ -92,6 +112,26 @@ def test_stage_stops_when_its_parent_is_killed(tmp_path, fallback_only, via_shel
             parent.kill()
     assert not Path(out + ".late").exists()
     assert "stopped: the process that started this stage (dvc) has exited" in Path(err).read_text()
+
+
+@needs_proc
+def test_stage_stops_when_its_parent_died_while_it_was_starting(tmp_path):
+    parent, out, err = start(tmp_path, startup=2.0)
+    try:
+        assert wait_for(lambda: children_of(parent.pid), 30)
+        (pid,) = children_of(parent.pid)
+        os.kill(parent.pid, signal.SIGKILL)  # before the stage reached `import stages`
+        parent.wait()
+        time.sleep(0.3)
+        adopted_by = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if adopted_by != 1:
+            pytest.skip("a child subreaper adopts orphans here, so an orphan cannot tell from its parent pid")
+        assert wait_for(lambda: not alive(pid), 15), "the stage kept running after its parent died"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert not Path(out + ".pid").exists() and not Path(out + ".late").exists()
+    assert "stopped: the process that started this stage (dvc)" in Path(err).read_text()
 
 
 def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
