@@ -8,6 +8,8 @@ caller can fail with the file's name or skip it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -540,3 +542,35 @@ def load_dataset(kind: str, name: str, root: str | Path, fit_split: str, eval_sp
     if eval_split == fit_split:
         return DatasetSplits(fit, fit, True)
     return DatasetSplits(fit, load_split(kind, name, root, eval_split, download=download), False)
+
+
+def _split_listing(kind: str, name: str, root: str | Path, split: str, download: bool) -> dict[str, Any]:
+    if kind == "torchvision" and name in TORCHVISION_NAMES:
+        # Published files, downloaded once into root and never edited: nothing
+        # to watch (and listing them would start the download here).
+        return {"dataset": name, "split": split}
+    found = load_split(kind, name, root, split, download=download)
+    content = {
+        "files": found.identity()["files"],  # path, size, mtime of every image
+        "labels": None if found.labels is None else found.labels.tolist(),
+        "class_names": found.class_names,
+        "notes": found.notes,
+    }
+    blob = json.dumps(content, sort_keys=True, default=str).encode()
+    return {"name": found.name, "images": len(found), "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def dataset_listing(kind: str, name: str, root: str | Path, fit_split: str, eval_split: str,
+                    *, download: bool = True) -> dict[str, Any]:
+    """A small summary of the images a run embeds, whose bytes change exactly when they do.
+
+    Per split: the image count and a digest of every image's path, size and
+    mtime, its label and the class names. DVC cannot look into an image
+    folder or a manifest's images; a file depending on this summary lets it
+    see an edited manifest, an added, removed or replaced image, or a renamed
+    class folder, without `dvc repro -f`.
+    """
+    listing = {"fit": _split_listing(kind, name, root, fit_split, download)}
+    listing["eval"] = ("same as fit" if eval_split == fit_split
+                       else _split_listing(kind, name, root, eval_split, download))
+    return listing

@@ -67,6 +67,9 @@ def file_sha256(path: str | Path, cache: str | Path | None = None) -> str:
         entries[key] = {"stamp": stamp, "sha256": hexdigest}
         try:
             save_json(cache, entries)
+            ignore = Path(cache).parent / ".gitignore"
+            if not ignore.exists():  # a cache, never to be committed, in whatever repo it lands
+                ignore.write_text("# laic's cache of file digests\n*\n")
         except OSError:  # a read-only project still works, only slower
             pass
     return hexdigest

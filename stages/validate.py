@@ -1,0 +1,55 @@
+"""validate: check all of params.yaml and list what DVC cannot see; runs on every `dvc repro`.
+
+DVC reruns a stage when the params or files it lists change. It never reads
+the keys of params.yaml that no stage lists, so a typo such as
+`model.devcie` went unnoticed until some stage happened to rerun; and it
+does not look inside an image folder or manifest, a noun file or a local
+model file. This stage always runs (`always_changed` in dvc.yaml): it
+validates every setting (one error lists every bad key) and writes
+
+    data/listing/dataset.json  per split: image count, digest of paths, sizes, mtimes, labels
+    data/listing/vocab.json    the noun file's digest (vocab.source)
+    data/listing/model.json    the model's identity (digests of a local config and checkpoint)
+
+whose bytes change only when what they describe changes, so the stages that
+depend on them (embed, vocab, centers, zeroshot) rerun exactly then.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from laic_core.artifacts import save_json
+from laic_core.config import load_params
+from laic_core.datasets import dataset_listing
+from laic_core.provenance import model_identity, vocab_listing
+from laic_core.vocab import validate_templates
+from stages import layout
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+OUTPUTS = {name: layout.LISTING / f"{name}.json" for name in ("dataset", "vocab", "model")}
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    params = load_params(params_file)
+    validate_templates(params.vocab.templates)
+    ds = params.dataset
+    listings = {
+        "dataset": dataset_listing(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download),
+        "vocab": vocab_listing(params.vocab.source, layout.HASH_CACHE),
+        "model": model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE),
+    }
+    for name, listing in listings.items():
+        save_json(OUTPUTS[name], listing)
+    fit = listings["dataset"]["fit"]
+    images = f"{fit['images']} fit images" if "images" in fit else f"{fit['dataset']} ({fit['split']})"
+    print(f"validate: {params_file} is valid; {images}")
+
+
+if __name__ == "__main__":
+    run(app)
