@@ -40,8 +40,8 @@ from laic_core.artifacts import (
 )
 from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.provenance import check_against_params
 from laic_core.metrics import best_mapping, cluster_accuracy, clustering_scores, confusion, size_balance
+from laic_core.provenance import check_against_params
 from laic_core.report import (
     SCORE_KEYS, cluster_id, features_notes, noun_text, purity_ks_note, render_report,
 )
