@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from laic_core.artifacts import ChunkedArray
+from laic_core.artifacts import ChunkAssembler, ChunkedArray
 from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
@@ -43,6 +43,14 @@ def _collate(items):
     good = [x for x, _, err in items if not err]
     batch = torch.stack(good) if good else None
     return batch, [i for _, i, _ in items], [err for _, _, err in items]
+
+
+def unreadable_image(source: str, reason: str) -> LaicError:
+    """The error `embed.on_error: fail` raises for an image that cannot be decoded."""
+    return LaicError(
+        f"{source}: cannot read image ({reason}). Fix or remove the file, "
+        "or set embed.on_error: skip to record and skip unreadable images."
+    )
 
 
 def encode_images(
@@ -83,8 +91,7 @@ def encode_images(
     )
     model = bundle.model
     dim = image_embedding_dim(bundle)
-    pending: dict[int, np.ndarray] = {}  # chunk id -> rows being filled
-    filled: dict[int, int] = {}
+    assembler = ChunkAssembler(out)
     started = time.perf_counter()
     with progress_bar(len(indices), desc, unit="img") as bar, torch.inference_mode():
         for batch, idx, errors in loader:
@@ -96,25 +103,14 @@ def encode_images(
                         continue
                     src = split.source(i)
                     if on_error == "fail":
-                        raise LaicError(
-                            f"{src}: cannot read image ({err}). Fix or remove the file, "
-                            "or set embed.on_error: skip to record and skip unreadable images."
-                        )
+                        raise unreadable_image(src, err)
                     failures.append((i, err))
                     bar.write(f"skipped {src}: {err}")
             if batch is not None:
                 x = batch.to(bundle.device, dtype=bundle.dtype, non_blocking=True)
                 f = F.normalize(model.encode_image(x).float(), dim=-1)
                 feats[ok] = f.cpu().numpy()
-            for i, row in zip(idx, feats):
-                c = i // out.chunk_size
-                if c not in pending:
-                    pending[c] = np.empty((len(out.chunk_rows(c)), feats.shape[1]), np.float32)
-                    filled[c] = 0
-                pending[c][i - c * out.chunk_size] = row
-                filled[c] += 1
-                if filled[c] == len(pending[c]):
-                    out.write_chunk(c, pending.pop(c))
+            assembler.add(idx, feats)
             bar.update(len(idx))
     seconds = time.perf_counter() - started
     print(f"{desc}: encoded {len(indices)} images in {seconds:.1f}s "

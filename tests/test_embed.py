@@ -213,3 +213,24 @@ def test_manifest_with_missing_path(project, tiny_config):
     with pytest.raises(LaicError) as err:
         run_embed()
     assert "manifest.csv" in str(err.value) and "gone.png" in str(err.value) and "row 3" in str(err.value)
+
+
+def test_chunk_assembler_writes_only_complete_chunks_in_any_order(tmp_path):
+    from laic_core.artifacts import ChunkAssembler
+
+    out = ChunkedArray(tmp_path / "x.npy", 10, 4, key="k")  # chunks: rows 0-3, 4-7, 8-9
+    out.write_chunk(1, np.full((4, 2), 7, np.float32))  # already on disk from an earlier run
+    values = np.arange(20, dtype=np.float32).reshape(10, 2)
+    asm = ChunkAssembler(out)
+    assert asm.add([9, 0, 2], values[[9, 0, 2]]) == []
+    assert asm.pending == [0, 2]
+    assert asm.add([8, 5], values[[8, 5]]) == [2]  # row 5 belongs to a finished chunk: ignored
+    assert asm.add([1, 1], values[[1, 1]]) == []  # a repeated row (a retried batch) counts once
+    assert out.missing() == [0]
+    assert asm.add([3], values[[3]]) == [0]
+    assert asm.pending == [] and out.missing() == []
+    np.testing.assert_array_equal(out.read_chunk(0), values[0:4])
+    np.testing.assert_array_equal(out.read_chunk(1), np.full((4, 2), 7, np.float32))
+    np.testing.assert_array_equal(out.read_chunk(2), values[8:10])
+    with pytest.raises(ValueError):
+        asm.add([0, 1], values[:1])
