@@ -20,6 +20,14 @@ from laic_core.text_tower import TextTower, encode_token_batches
 from laic_core.vocab import expand_templates
 
 
+def preprocess_image(split: ImageSplit, i: int, preprocess: Callable) -> tuple[torch.Tensor | None, str]:
+    """Image i of `split`, decoded and preprocessed, and "" -- or None and why it failed."""
+    try:
+        return preprocess(to_rgb(split.load_image(i))), ""
+    except Exception as exc:  # any decoder failure is reported per file
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class _Images(Dataset):
     """Preprocessed images of `split` at `indices`; a failed decode yields its error text."""
 
@@ -33,10 +41,8 @@ class _Images(Dataset):
 
     def __getitem__(self, j: int):
         i = self.indices[j]
-        try:
-            return self.preprocess(to_rgb(self.split.load_image(i))), i, ""
-        except Exception as exc:  # any decoder failure is reported per file
-            return None, i, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        x, err = preprocess_image(self.split, i, self.preprocess)
+        return x, i, err
 
 
 def _collate(items):
