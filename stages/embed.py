@@ -63,7 +63,7 @@ def ray_engine(bundle: ClipBundle, params, device: str) -> Engine:
     def encode(split, chunks, desc):
         return encode_images_ray(bundle, split, chunks, batch_size=params.model.batch_size,
                                  on_error=params.embed.on_error, workers=params.embed.ray_workers,
-                                 device=device, desc=desc)
+                                 address=params.embed.ray_address, device=device, desc=desc)
 
     # The key names the dtype the replicas compute in, not the driver's copy.
     return Engine(compute_dtype(device), encode)
