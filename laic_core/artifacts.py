@@ -214,6 +214,53 @@ class ChunkedArray:
         return np.load(self.final_path, mmap_mode="r")
 
 
+class ChunkAssembler:
+    """Collects rows of `out` arriving in any order; writes each chunk once all its rows are in.
+
+    Only chunks that are complete reach the disk, so an interruption never
+    leaves a partial chunk behind. A row that arrives twice (a retried
+    worker's output) overwrites itself; rows of chunks already on disk are
+    ignored. Memory holds only the chunks still being filled.
+    """
+
+    def __init__(self, out: ChunkedArray):
+        self.out = out
+        self._rows: dict[int, np.ndarray] = {}  # chunk id -> its rows so far
+        self._have: dict[int, np.ndarray] = {}  # chunk id -> which of them have arrived
+        self._written: set[int] = set(out.done())
+
+    @property
+    def pending(self) -> list[int]:
+        """Chunks that have some rows but not all."""
+        return sorted(self._rows)
+
+    def add(self, rows, values: np.ndarray) -> list[int]:
+        """Put `values[j]` at row `rows[j]`; returns the chunks this completed (and wrote)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        values = np.asarray(values)
+        if len(rows) != len(values):
+            raise ValueError(f"{len(rows)} row ids for {len(values)} rows")
+        size = self.out.chunk_size
+        owner = rows // size
+        written = []
+        for c in np.unique(owner).tolist():
+            if c in self._written:
+                continue
+            if c not in self._rows:
+                n = len(self.out.chunk_rows(c))
+                self._rows[c] = np.empty((n,) + values.shape[1:], values.dtype)
+                self._have[c] = np.zeros(n, bool)
+            at = rows[owner == c] - c * size
+            self._rows[c][at] = values[owner == c]
+            self._have[c][at] = True
+            if self._have[c].all():
+                self.out.write_chunk(c, self._rows.pop(c))
+                del self._have[c]
+                self._written.add(c)
+                written.append(c)
+        return written
+
+
 def save_matrix(path: str | Path, matrix: Any) -> None:
     """Save a dense ndarray or a scipy.sparse matrix as .npz (atomically)."""
     import scipy.sparse as sp

@@ -48,6 +48,9 @@ class EmbedParams:
     num_workers: int | Literal["auto"] = "auto"
     chunk_size: int = 4096
     on_error: Literal["fail", "skip"] = "fail"
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str = "local"
+    ray_workers: int = 2
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,14 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
+def _is_ray_address(value: str) -> bool:
+    if value in ("", "local", "auto"):
+        return True
+    rest = value[len("ray://"):] if value.startswith("ray://") else value
+    host, sep, port = rest.rpartition(":")
+    return bool(sep and host and port.isdigit()) and not any(c.isspace() for c in host)
+
+
 # Range checks beyond the type: (section, key) -> (predicate, what is allowed).
 _RANGES = {
     ("", "seed"): (lambda v: v >= 0, "a non-negative integer"),
@@ -120,6 +131,12 @@ _RANGES = {
     ("model", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("embed", "num_workers"): (lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0"),
     ("embed", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("embed", "ray_address"): (
+        lambda v: _is_ray_address(v),
+        "'local' (or empty) to start a local Ray instance, 'auto' for the cluster this machine "
+        "belongs to, or an address such as ray://head:10001 or head:6379",
+    ),
+    ("embed", "ray_workers"): (lambda v: v >= 1, "an integer >= 1 (model replicas)"),
     ("vocab", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("vocab", "chunk_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("vocab", "templates"): (

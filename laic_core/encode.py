@@ -12,13 +12,21 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from laic_core.artifacts import ChunkedArray
+from laic_core.artifacts import ChunkAssembler, ChunkedArray
 from laic_core.datasets import MAX_LISTED, ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
 from laic_core.progress import progress_bar
 from laic_core.text_tower import TextTower, encode_token_batches
 from laic_core.vocab import expand_templates
+
+
+def preprocess_image(split: ImageSplit, i: int, preprocess: Callable) -> tuple[torch.Tensor | None, str]:
+    """Image i of `split`, decoded and preprocessed, and "" -- or None and why it failed."""
+    try:
+        return preprocess(to_rgb(split.load_image(i))), ""
+    except Exception as exc:  # any decoder failure is reported per file
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _Images(Dataset):
@@ -34,10 +42,8 @@ class _Images(Dataset):
 
     def __getitem__(self, j: int):
         i = self.indices[j]
-        try:
-            return self.preprocess(to_rgb(self.split.load_image(i))), i, ""
-        except Exception as exc:  # any decoder failure is reported per file
-            return None, i, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        x, err = preprocess_image(self.split, i, self.preprocess)
+        return x, i, err
 
 
 def _collate(items):
@@ -110,8 +116,7 @@ def encode_images(
     )
     model = bundle.model
     dim = image_embedding_dim(bundle)
-    pending: dict[int, np.ndarray] = {}  # chunk id -> rows being filled
-    filled: dict[int, int] = {}
+    assembler = ChunkAssembler(out)
     started = time.perf_counter()
     unreadable: list[tuple[int, str]] = []  # on_error="fail": every one, named in one error
     with progress_bar(len(indices), desc, unit="img") as bar, torch.inference_mode():
@@ -140,15 +145,7 @@ def encode_images(
                 x = batch.to(bundle.device, dtype=bundle.dtype, non_blocking=True)
                 f = F.normalize(model.encode_image(x).float(), dim=-1)
                 feats[ok] = f.cpu().numpy()
-            for i, row in zip(idx, feats):
-                c = i // out.chunk_size
-                if c not in pending:
-                    pending[c] = np.empty((len(out.chunk_rows(c)), feats.shape[1]), np.float32)
-                    filled[c] = 0
-                pending[c][i - c * out.chunk_size] = row
-                filled[c] += 1
-                if filled[c] == len(pending[c]):
-                    out.write_chunk(c, pending.pop(c))
+            assembler.add(idx, feats)
             bar.update(len(idx))
     if unreadable:
         raise LaicError(unreadable_message(split, unreadable, skip_hint))

@@ -43,6 +43,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def compute_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype `load_clip` runs a model in on `device`: float16 on CUDA and MPS, else float32."""
+    return torch.float16 if torch.device(device).type in ("cuda", "mps") else torch.float32
+
+
 def _register_config_file(name: str) -> str:
     """A path to a model-config JSON is registered with open_clip and loaded by its stem.
 
@@ -120,7 +125,7 @@ def load_clip(name: str, pretrained: str = "openai", device: str = "auto") -> Cl
     # embeddings depend on the batch.
     model.eval()
     model.requires_grad_(False)
-    dtype = torch.float16 if dev.type in ("cuda", "mps") else torch.float32
+    dtype = compute_dtype(dev)
     model.to(device=dev, dtype=dtype)
     tokenizer = open_clip.get_tokenizer(model_name)
     return ClipBundle(model, preprocess, tokenizer, dev, dtype, name, str(pretrained))

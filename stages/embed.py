@@ -2,24 +2,29 @@
 
 Writes data/features/{fit,eval}.npy ((N, d) float32, L2-normalised) and
 data/features/{fit,eval}.parquet (row, source, label when known). Finished
-chunks are kept in `<file>.partial/`, so an interrupted run resumes.
+chunks are kept in `<file>.partial/`, so an interrupted run resumes, with
+either engine (`embed.engine`: local, or ray for a Ray cluster).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 import typer
 
 from laic_core.artifacts import ChunkedArray, fingerprint, save_json, save_parquet
 from laic_core.config import load_params
 from laic_core.datasets import ImageSplit, load_dataset
 from laic_core.encode import encode_images, image_embedding_dim
-from laic_core.models import load_clip
+from laic_core.models import ClipBundle, compute_dtype, load_clip
 from laic_core.provenance import model_identity, record
 from stages import layout
 from stages.runner import run, stage_app
@@ -27,28 +32,52 @@ from stages.runner import run, stage_app
 app = stage_app()
 
 
-def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
+@dataclass
+class Engine:
+    """What computes the missing chunks: the dtype its model runs in, and the call."""
+
+    dtype: torch.dtype
+    encode: Callable[[ImageSplit, ChunkedArray, str], object]  # (split, chunks, desc)
+
+
+def local_engine(bundle: ClipBundle, params) -> Engine:
+    def encode(split, chunks, desc):
+        return encode_images(bundle, split, chunks, batch_size=params.model.batch_size,
+                             num_workers=params.embed.num_workers, on_error=params.embed.on_error, desc=desc)
+
+    return Engine(bundle.dtype, encode)
+
+
+def ray_engine(bundle: ClipBundle, params, device: str) -> Engine:
+    from laic_core.ray_embed import encode_images_ray
+
+    def encode(split, chunks, desc):
+        return encode_images_ray(bundle, split, chunks, batch_size=params.model.batch_size,
+                                 on_error=params.embed.on_error, workers=params.embed.ray_workers,
+                                 address=params.embed.ray_address, device=device, desc=desc)
+
+    # The key names the dtype the replicas compute in, not the driver's copy.
+    return Engine(compute_dtype(device), encode)
+
+
+def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | None = None) -> dict:
+    engine = engine or local_engine(bundle, params)
     for note in split.notes:
         print(f"{role}: note: {note}", file=sys.stderr)
     out_path = layout.features(role)
     ident = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
+    # The same key for both engines: chunks from one are reused by the other.
     key = fingerprint({
         "model": ident,
         "data": split.identity(),
         "preprocess": repr(bundle.preprocess),
-        "dtype": str(bundle.dtype),
+        "dtype": str(engine.dtype),
     })
     chunks = ChunkedArray(out_path, len(split), params.embed.chunk_size, key)
     done = len(chunks.done())
     if done:
         print(f"{role}: resuming, {done}/{chunks.n_chunks} chunk(s) already encoded")
-    encode_images(
-        bundle, split, chunks,
-        batch_size=params.model.batch_size,
-        num_workers=params.embed.num_workers,
-        on_error=params.embed.on_error,
-        desc=f"embed {role}",
-    )
+    engine.encode(split, chunks, f"embed {role}")
     keep = chunks.finite_rows()
     sources = split.sources()
     skipped = [sources[i] for i in np.flatnonzero(~keep)]
@@ -65,7 +94,7 @@ def embed_split(bundle, split: ImageSplit, role: str, params) -> dict:
         "class_names": split.class_names,
         "skipped": skipped,
         "notes": split.notes,
-        "provenance": record(ident, image_embedding_dim(bundle), repr(bundle.preprocess), str(bundle.dtype)),
+        "provenance": record(ident, image_embedding_dim(bundle), repr(bundle.preprocess), str(engine.dtype)),
     }
     # The metadata goes first: a features file without its table would look complete.
     save_parquet(layout.features_meta(role), table, meta)
@@ -80,9 +109,27 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     params = load_params(params_file)
     ds = params.dataset
     splits = load_dataset(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download)
-    bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
-    print(f"model {params.model.name} ({params.model.pretrained}) on {bundle.device}")
-    stats = {"fit": embed_split(bundle, splits.fit, "fit", params)}
+    with contextlib.ExitStack() as stack:
+        if params.embed.engine == "ray":
+            from laic_core.ray_embed import ray_session, worker_device
+
+            stack.enter_context(ray_session(params.embed.ray_address, params.embed.ray_workers))
+            device = worker_device(params.model.device)
+            # The driver only preprocesses (in Ray tasks) and fingerprints; replicas encode.
+            bundle = load_clip(params.model.name, params.model.pretrained, "cpu")
+            engine = ray_engine(bundle, params, device)
+            print(f"model {params.model.name} ({params.model.pretrained}) on Ray: "
+                  f"{params.embed.ray_workers} replica(s) on {device}")
+        else:
+            bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
+            engine = local_engine(bundle, params)
+            print(f"model {params.model.name} ({params.model.pretrained}) on {bundle.device}")
+        stats = _embed_splits(bundle, splits, params, engine)
+    save_json(layout.METRICS / "embed.json", stats)
+
+
+def _embed_splits(bundle, splits, params, engine: Engine) -> dict:
+    stats = {"fit": embed_split(bundle, splits.fit, "fit", params, engine)}
     if splits.same:
         # Transductive use: the eval split is the fit split; copy rather than re-encode.
         for src, dst in ((layout.features("fit"), layout.features("eval")),
@@ -92,8 +139,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
             tmp.replace(dst)
         stats["eval"] = dict(stats["fit"])
     else:
-        stats["eval"] = embed_split(bundle, splits.eval, "eval", params)
-    save_json(layout.METRICS / "embed.json", stats)
+        stats["eval"] = embed_split(bundle, splits.eval, "eval", params, engine)
+    return stats
 
 
 if __name__ == "__main__":

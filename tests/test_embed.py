@@ -274,3 +274,24 @@ def test_features_and_noun_embeddings_record_the_model_that_made_them(project, t
     assert text["model"] == prov["model"] and text["embed_dim"] == 32
     check_same_model(["data/features/fit.parquet", "data/features/eval.parquet", "data/vocab/nouns.parquet"],
                      model_identity(str(tiny_config), "none"))
+
+
+def test_chunk_assembler_writes_only_complete_chunks_in_any_order(tmp_path):
+    from laic_core.artifacts import ChunkAssembler
+
+    out = ChunkedArray(tmp_path / "x.npy", 10, 4, key="k")  # chunks: rows 0-3, 4-7, 8-9
+    out.write_chunk(1, np.full((4, 2), 7, np.float32))  # already on disk from an earlier run
+    values = np.arange(20, dtype=np.float32).reshape(10, 2)
+    asm = ChunkAssembler(out)
+    assert asm.add([9, 0, 2], values[[9, 0, 2]]) == []
+    assert asm.pending == [0, 2]
+    assert asm.add([8, 5], values[[8, 5]]) == [2]  # row 5 belongs to a finished chunk: ignored
+    assert asm.add([1, 1], values[[1, 1]]) == []  # a repeated row (a retried batch) counts once
+    assert out.missing() == [0]
+    assert asm.add([3], values[[3]]) == [0]
+    assert asm.pending == [] and out.missing() == []
+    np.testing.assert_array_equal(out.read_chunk(0), values[0:4])
+    np.testing.assert_array_equal(out.read_chunk(1), np.full((4, 2), 7, np.float32))
+    np.testing.assert_array_equal(out.read_chunk(2), values[8:10])
+    with pytest.raises(ValueError):
+        asm.add([0, 1], values[:1])
