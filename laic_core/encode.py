@@ -15,9 +15,10 @@ from laic_core.artifacts import ChunkedArray
 from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
+from laic_core.prefix_cache import encode_with_prefix_batches, template_prefix
 from laic_core.progress import progress_bar
 from laic_core.text_tower import TextTower, encode_token_batches
-from laic_core.vocab import expand_templates
+from laic_core.vocab import expand_templates, validate_templates
 
 
 class _Images(Dataset):
@@ -180,10 +181,29 @@ def encode_nouns(
     *,
     batch_size: int = 1024,
     truncate: bool = True,
+    prefix_cache: bool = True,
 ) -> np.ndarray:
-    """(M,) nouns -> (M, d) float32: mean of the normalised template embeddings, renormalised."""
-    prompts = expand_templates(list(nouns), list(templates))
-    feats = encode_token_batches(
-        tower, bundle.tokenizer(prompts), batch_size=batch_size, device=bundle.device, truncate=truncate
-    )
+    """(M,) nouns -> (M, d) float32: mean of the normalised template embeddings, renormalised.
+
+    With `prefix_cache` (and `truncate`) on a tower that supports it, each
+    template's shared leading tokens are encoded once and reused
+    (`laic_core.prefix_cache`); the features equal the plain truncated path's
+    up to float rounding. Otherwise every prompt is encoded whole.
+    """
+    templates = validate_templates(templates)
+    if not (truncate and prefix_cache and tower.prefix_cache_unsupported is None):
+        prompts = expand_templates(list(nouns), templates)
+        feats = encode_token_batches(
+            tower, bundle.tokenizer(prompts), batch_size=batch_size, device=bundle.device, truncate=truncate
+        )
+        return ensemble_mean(feats, len(templates)).numpy()
+    per_template = []
+    for template in templates:
+        # One template at a time, so every prompt in a batch shares the cache.
+        tokens = bundle.tokenizer([template.replace("{}", noun) for noun in nouns])
+        prefix = template_prefix(tower, bundle.tokenizer, template)
+        per_template.append(
+            encode_with_prefix_batches(tower, tokens, prefix, batch_size=batch_size, device=bundle.device)
+        )
+    feats = torch.stack(per_template, dim=1).reshape(-1, per_template[0].shape[1])  # noun-major
     return ensemble_mean(feats, len(templates)).numpy()
