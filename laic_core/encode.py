@@ -191,19 +191,14 @@ def encode_nouns(
     up to float rounding. Otherwise every prompt is encoded whole.
     """
     templates = validate_templates(templates)
-    if not (truncate and prefix_cache and tower.prefix_cache_unsupported is None):
-        prompts = expand_templates(list(nouns), templates)
-        feats = encode_token_batches(
-            tower, bundle.tokenizer(prompts), batch_size=batch_size, device=bundle.device, truncate=truncate
+    prompts = expand_templates(list(nouns), templates)
+    tokens = bundle.tokenizer(prompts)
+    if truncate and prefix_cache and tower.prefix_cache_unsupported is None:
+        prefixes = [template_prefix(tower, bundle.tokenizer, t) for t in templates]
+        which = torch.arange(len(templates)).repeat(len(nouns))  # prompts are noun-major
+        feats = encode_with_prefix_batches(
+            tower, tokens, which, prefixes, batch_size=batch_size, device=bundle.device
         )
-        return ensemble_mean(feats, len(templates)).numpy()
-    per_template = []
-    for template in templates:
-        # One template at a time, so every prompt in a batch shares the cache.
-        tokens = bundle.tokenizer([template.replace("{}", noun) for noun in nouns])
-        prefix = template_prefix(tower, bundle.tokenizer, template)
-        per_template.append(
-            encode_with_prefix_batches(tower, tokens, prefix, batch_size=batch_size, device=bundle.device)
-        )
-    feats = torch.stack(per_template, dim=1).reshape(-1, per_template[0].shape[1])  # noun-major
+    else:
+        feats = encode_token_batches(tower, tokens, batch_size=batch_size, device=bundle.device, truncate=truncate)
     return ensemble_mean(feats, len(templates)).numpy()

@@ -10,11 +10,19 @@ the causal mask, and is pooled at EOT as before. The result equals the plain
 truncated path (`text_tower.encode_token_batches`) up to float rounding.
 
 Exactness rests on the tokens, not the text: a prompt takes the cached path
-only when its own full tokenization starts with the cached prefix tokens
-(BPE may merge a noun with characters that touch it, e.g. "{}s" or "a({}"),
-and falls back to the plain path otherwise. Towers whose blocks this module
-does not reproduce (custom attention, cross-attention, bidirectional or
-pad-masked towers, CoCa, HF) take the plain path as a whole.
+only when its own full tokenization starts with its template's prefix tokens
+(BPE may merge a noun with characters that touch it, e.g. "a({}" or
+"photo{}"), and falls back to the plain path otherwise. Everything after the
+prefix (noun, suffix, EOT) is taken from the prompt's own tokenization, so a
+suffix touching the noun ("{}s", "{}.") needs no check. Towers whose blocks
+this module does not reproduce (custom attention, cross-attention,
+bidirectional or pad-masked towers, CoCa, HF) take the plain path as a whole.
+
+One cache holds the prefixes of all templates (padded to the longest, the
+padding masked out), so a batch may mix templates: prompts are grouped by the
+length of their remaining tokens only, which keeps batches few, large and
+nearly unpadded (on a busy CPU many small batches cost far more than their
+arithmetic).
 
 Attention is re-implemented from each block's `nn.MultiheadAttention`
 weights (open_clip's default `ResidualAttentionBlock`), with
@@ -24,7 +32,7 @@ weights (open_clip's default `ResidualAttentionBlock`), with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,20 +43,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PrefixCache:
-    """Keys and values of the first P positions of a family of prompts.
+    """Keys and values of T token prefixes (one per template), padded to the longest.
 
-    tokens: (P,) int64, the shared prefix ([SOT] + template tokens before the noun).
-    keys, values: one (1, heads, P, head_dim) tensor per block, in the tower's
-        compute dtype and on its device.
+    tokens: T tensors of shape (P_t,) int64 ([SOT] + a template's tokens before the noun).
+    lengths: (T,) int64, the P_t, on the tower's device.
+    keys, values: one (T, heads, P_max, head_dim) tensor per block, in the
+        tower's compute dtype and on its device; slots >= P_t of prefix t
+        hold padding that attention masks out.
     """
 
-    tokens: torch.Tensor
+    tokens: tuple[torch.Tensor, ...]
+    lengths: torch.Tensor
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
-
-    @property
-    def length(self) -> int:
-        return int(self.tokens.shape[0])
 
 
 def unsupported_reason(tower: "TextTower") -> Optional[str]:
@@ -62,9 +69,9 @@ def unsupported_reason(tower: "TextTower") -> Optional[str]:
     if tower.pool_type not in ("argmax", "eos"):
         # 'first' pooling reads position 0, inside the prefix: nothing to save.
         return f"the text tower pools at {tower.pool_type!r}, not at the end-of-text token"
-    n = int(tower.attn_mask.shape[0])
-    above = torch.ones(n, n, dtype=torch.bool, device=tower.attn_mask.device).triu(1)
-    if not torch.equal(torch.isneginf(tower.attn_mask), above) or bool((tower.attn_mask[~above] != 0).any()):
+    mask = tower.attn_mask
+    above = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
+    if not torch.equal(torch.isneginf(mask), above) or bool((mask[~above] != 0).any()):
         return "the text tower's attention mask is not the plain causal mask"
     for i, block in enumerate(tower._src.transformer.resblocks):
         # Exact type: a subclass may change the forward this module reproduces.
@@ -82,41 +89,6 @@ def unsupported_reason(tower: "TextTower") -> Optional[str]:
     return None
 
 
-def _forward_blocks(
-    tower: "TextTower", x: torch.Tensor, past: Optional[PrefixCache], *, keep_kv: bool
-) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Run the tower's blocks on positions P..P+S-1, given the cached positions 0..P-1.
-
-    x: (B, S, width) token plus positional embeddings, in the compute dtype.
-    past: the cache of the P earlier positions, or None (P = 0).
-    Returns the (B, S, width) output of the last block and, with keep_kv, each
-    block's (keys, values) of these S positions, (B, heads, S, head_dim) each.
-    """
-    B, S, width = x.shape
-    P = past.length if past is not None else 0
-    # Position P + i sees every cached position and its own positions <= i:
-    # the causal mask, shifted right by P (True = may attend).
-    mask = torch.ones(S, P + S, dtype=torch.bool, device=x.device).tril(diagonal=P) if P else None
-    kept = []
-    for layer, block in enumerate(tower._src.transformer.resblocks):
-        attn = block.attn
-        heads = attn.num_heads
-        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = qkv.view(B, S, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
-        if keep_kv:
-            kept.append((k.contiguous(), v.contiguous()))
-        if P:
-            k = torch.cat((past.keys[layer].expand(B, -1, -1, -1), k), dim=2)
-            v = torch.cat((past.values[layer].expand(B, -1, -1, -1), v), dim=2)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        out = attn.out_proj(out.transpose(1, 2).reshape(B, S, width))
-        x = x + block.ls_1(out)
-        x = x + block.ls_2(block.mlp(block.ln_2(x)))
-    return x, kept
-
-
 def _require_supported(tower: "TextTower") -> None:
     reason = unsupported_reason(tower)
     if reason is not None:
@@ -126,48 +98,111 @@ def _require_supported(tower: "TextTower") -> None:
         )
 
 
-def build_prefix_cache(tower: "TextTower", prefix: torch.Tensor) -> PrefixCache:
-    """(P,) int64 prefix tokens -> their keys/values in every block.
+def _forward_blocks(
+    tower: "TextTower",
+    x: torch.Tensor,
+    past: Optional[tuple[PrefixCache, torch.Tensor]],
+    *,
+    keep_kv: bool,
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Run the tower's blocks on the positions that follow each row's cached prefix.
 
+    x: (B, S, width) token plus positional embeddings, in the compute dtype.
+    past: (cache, which) with which (B,) the prefix of each row, or None for
+        rows that start at position 0.
+    Returns the (B, S, width) output of the last block and, with keep_kv, each
+    block's (keys, values) of these S positions, (B, heads, S, head_dim) each.
+    """
+    B, S, width = x.shape
+    if past is not None:
+        cache, which = past
+        P = cache.keys[0].shape[2]
+        # Row b, own position i sees its prefix's P_b real slots and its own
+        # positions <= i: the causal mask with the prefix padding cut out.
+        sees_prefix = torch.arange(P, device=x.device) < cache.lengths[which][:, None]  # (B, P)
+        causal = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
+        mask = torch.cat((sees_prefix[:, None, :].expand(B, S, P), causal.expand(B, S, S)), dim=2)
+        mask = mask[:, None]  # (B, 1, S, P + S): the same for every head
+    kept = []
+    for layer, block in enumerate(tower._src.transformer.resblocks):
+        attn = block.attn
+        heads = attn.num_heads
+        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(B, S, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if keep_kv:
+            kept.append((k.contiguous(), v.contiguous()))
+        if past is not None:
+            k = torch.cat((cache.keys[layer][which], k), dim=2)
+            v = torch.cat((cache.values[layer][which], v), dim=2)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out = attn.out_proj(out.transpose(1, 2).reshape(B, S, width))
+        x = x + block.ls_1(out)
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    return x, kept
+
+
+def build_prefix_cache(tower: "TextTower", prefixes: Sequence[torch.Tensor]) -> PrefixCache:
+    """T prefixes, each (P_t,) int64 with 1 <= P_t < context length -> their keys/values.
+
+    All prefixes run as one right-padded batch: the tower is causal, so the
+    padding after a prefix does not change its keys and values.
     Call under `torch.inference_mode()` (or no_grad) like the encoding that
     uses it.
     """
     _require_supported(tower)
-    P = int(prefix.shape[0])
-    if not 1 <= P < tower.context_length:
-        raise ValueError(f"a prefix must hold 1 to {tower.context_length - 1} tokens, got {P}")
+    lengths = [int(p.shape[0]) for p in prefixes]
+    if not prefixes or not all(1 <= n < tower.context_length for n in lengths):
+        raise ValueError(f"give at least one prefix of 1 to {tower.context_length - 1} tokens, got lengths {lengths}")
     src = tower._src
     cast = src.transformer.get_cast_dtype()
     device = src.positional_embedding.device
-    prefix = prefix.to(device=device, dtype=torch.long)
-    x = (src.token_embedding(prefix) + src.positional_embedding[:P]).to(cast).unsqueeze(0)
+    P = max(lengths)
+    padded = torch.zeros((len(prefixes), P), dtype=torch.long)
+    for t, prefix in enumerate(prefixes):
+        padded[t, :lengths[t]] = prefix
+    padded = padded.to(device)
+    x = (src.token_embedding(padded) + src.positional_embedding[:P]).to(cast)
     _, kept = _forward_blocks(tower, x, None, keep_kv=True)
-    return PrefixCache(prefix.cpu(), tuple(k for k, _ in kept), tuple(v for _, v in kept))
+    return PrefixCache(
+        tokens=tuple(p.detach().to("cpu", torch.long) for p in prefixes),
+        lengths=torch.tensor(lengths, dtype=torch.long, device=device),
+        keys=tuple(k for k, _ in kept),
+        values=tuple(v for _, v in kept),
+    )
 
 
-def encode_after_prefix(tower: "TextTower", cache: PrefixCache, rest: torch.Tensor) -> torch.Tensor:
-    """Features of prompts that start with `cache.tokens`, from their remaining tokens.
+def encode_after_prefix(
+    tower: "TextTower", cache: PrefixCache, which: torch.Tensor, rest: torch.Tensor
+) -> torch.Tensor:
+    """Features of prompts that start with a cached prefix, from their remaining tokens.
 
-    rest: (B, S) int64, each prompt's tokens from position P = cache.length on;
-        every row must hold its pooled (EOT) token; anything after the longest
+    which: (B,) int64, the prefix (index into `cache.tokens`) each prompt starts with.
+    rest: (B, S) int64, each prompt's tokens from position P_which on; every
+        row must hold its pooled (EOT) token; anything after the longest
         row's EOT is cut off here (exact: the tower is causal).
     Returns (B, D) unnormalised features, as `TextTower.encode` of the full
-    prompts would (up to float rounding).
+    prompts would give (up to float rounding).
     """
     _require_supported(tower)
     src = tower._src
     cast = src.transformer.get_cast_dtype()
-    P = cache.length
-    rest = rest.to(src.positional_embedding.device)
+    device = src.positional_embedding.device
+    rest, which = rest.to(device), which.to(device)
     pos = tower.pooled_positions(rest)
     if tower.pool_type == "eos" and not bool((rest == tower.eos_id).any(dim=1).all()):
         raise ValueError("every row of `rest` must hold its end-of-text token")
     S = int(pos.max().item()) + 1
-    if P + S > tower.context_length:
-        raise ValueError(f"prefix ({P}) plus rest ({S}) tokens exceed the context length {tower.context_length}")
+    starts = cache.lengths[which]  # (B,) absolute position of each row's first rest token
+    if int((starts + pos).max()) >= tower.context_length:
+        raise ValueError(f"a prompt's prefix plus rest tokens exceed the context length {tower.context_length}")
     rest = rest[:, :S]
-    x = (src.token_embedding(rest) + src.positional_embedding[P:P + S]).to(cast)
-    x, _ = _forward_blocks(tower, x, cache, keep_kv=False)
+    # Positions past a row's EOT only feed its don't-care tail (causal):
+    # clamping keeps rows with a long prefix and a short rest in range.
+    positions = (starts[:, None] + torch.arange(S, device=device)).clamp(max=tower.context_length - 1)
+    x = (src.token_embedding(rest) + src.positional_embedding[positions]).to(cast)
+    x, _ = _forward_blocks(tower, x, (cache, which), keep_kv=False)
     return tower.pool_and_project(x, pos)
 
 
@@ -191,65 +226,100 @@ def template_prefix(tower: "TextTower", tokenizer: Callable, template: str) -> t
 
 
 def prefix_matches(tower: "TextTower", tokens: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: which rows of (N, L) `tokens` start with `prefix` and pool after it.
+    """(N,) bool: which rows of (N, L) `tokens` start with (P,) `prefix` and pool after it.
 
     Only those rows may take the cached path; the rest must be encoded whole.
+    An empty prefix matches nothing (there is nothing to reuse).
     """
     P = int(prefix.shape[0])
     if P == 0 or P >= tokens.shape[1]:
-        return torch.zeros(tokens.shape[0], dtype=torch.bool)
+        return torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
     same = (tokens[:, :P] == prefix.to(tokens.device)).all(dim=1)
     return same & (tower.pooled_positions(tokens) >= P)
 
 
-def _equal_length_batches(sorted_lengths: torch.Tensor, batch_size: int) -> list[slice]:
-    """Slices of a sorted (N,) length vector: runs of one length, at most batch_size long.
+# A batch may pad its prompts by up to this factor of their real tokens. One
+# length per batch wastes nothing, but leaves a long tail of small batches;
+# on a busy CPU each batch's dozens of kernel launches (and their thread
+# synchronisation) then cost more than the padding saves.
+_PADDING_SLACK = 1.2
 
-    The remaining tokens of one template's prompts are short (about 6 for
-    WordNet nouns) with a long tail; a batch padded to its longest prompt
-    would spend much of the saving on padding, so no batch mixes lengths.
+
+def _length_batches(sorted_lengths: torch.Tensor, batch_size: int, slack: float = _PADDING_SLACK) -> list[slice]:
+    """Slices of an ascending (N,) length vector into batches of at most batch_size.
+
+    A batch costs about (its count) x (its longest length); consecutive
+    lengths share a batch while that stays within `slack` x their summed
+    lengths (slack 1: one length per batch).
     """
-    _, counts = torch.unique_consecutive(sorted_lengths, return_counts=True)
-    batches, start = [], 0
-    for count in counts.tolist():
-        for lo in range(start, start + count, batch_size):
-            batches.append(slice(lo, min(lo + batch_size, start + count)))
-        start += count
+    values, counts = torch.unique_consecutive(sorted_lengths, return_counts=True)
+    batches: list[slice] = []
+    start = n = total = 0  # the open batch: first row, rows, summed lengths
+    for length, count in zip(values.tolist(), counts.tolist()):
+        while count:
+            k = min(count, batch_size - n)
+            if n and (k == 0 or length * (n + k) > slack * (total + k * length)):
+                batches.append(slice(start, start + n))
+                start, n, total = start + n, 0, 0
+                continue
+            n, total, count = n + k, total + k * length, count - k
+    if n:
+        batches.append(slice(start, start + n))
     return batches
 
 
 def encode_with_prefix_batches(
     tower: "TextTower",
     tokens: torch.Tensor,
-    prefix: torch.Tensor,
+    which: torch.Tensor,
+    prefixes: Sequence[torch.Tensor],
     *,
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """(N, L) tokens sharing (mostly) a (P,) prefix -> (N, D) float32 L2-normalised features.
+    """(N, L) prompt tokens -> (N, D) float32 L2-normalised features, reusing prefixes.
 
-    Rows that start with `prefix` (see `prefix_matches`) reuse one cache of
-    it, in batches of at most `batch_size` prompts of one length; the others
-    are encoded by the plain truncated path. Rows come back in input order.
-    The tower must support the cache (`unsupported_reason(tower) is None`).
+    which: (N,) int64, the template of each row: row n should start with
+        prefixes[which[n]], a (P_t,) tensor (see `template_prefix`).
+    Rows that do start with their prefix (`prefix_matches`) share one cache of
+    all prefixes, in batches of at most `batch_size` prompts of similar
+    remaining lengths (`_length_batches`); the others are encoded by the
+    plain truncated path.
+    Rows come back in input order. The tower must support the cache
+    (`unsupported_reason(tower) is None`).
     """
     from laic_core.text_tower import encode_token_batches
 
     _require_supported(tower)
-    ok = prefix_matches(tower, tokens, prefix)
+    which = which.to(torch.long)
+    lengths = torch.tensor([int(p.shape[0]) for p in prefixes], dtype=torch.long)
+    ok = torch.zeros(tokens.shape[0], dtype=torch.bool)
+    for t, prefix in enumerate(prefixes):
+        rows = which == t
+        ok[rows] = prefix_matches(tower, tokens[rows], prefix)
     if not bool(ok.any()):
         return encode_token_batches(tower, tokens, batch_size=batch_size, device=device)
-    P = int(prefix.shape[0])
     rows = ok.nonzero().squeeze(1)
-    pos = tower.pooled_positions(tokens[rows])
-    by_length = torch.argsort(pos, stable=True)
-    rows, pos = rows[by_length], pos[by_length]
+    # Remaining length of each cached row (its EOT's index past the prefix).
+    rest_len = tower.pooled_positions(tokens[rows]) - lengths[which[rows]] + 1
+    by_length = torch.argsort(rest_len, stable=True)
+    rows, rest_len = rows[by_length], rest_len[by_length]
+    used = sorted(set(which[rows].tolist()))  # cache only the prefixes some row uses
+    slot = torch.full((len(prefixes),), -1, dtype=torch.long)
+    slot[used] = torch.arange(len(used))
     chunks = []
     with torch.inference_mode():
-        cache = build_prefix_cache(tower, prefix)
-        for idx in _equal_length_batches(pos, batch_size):
-            rest = tokens[rows[idx], P:]
-            chunks.append(F.normalize(encode_after_prefix(tower, cache, rest).float(), dim=-1).cpu())
+        cache = build_prefix_cache(tower, [prefixes[t] for t in used])
+        for batch in _length_batches(rest_len, batch_size):
+            idx = rows[batch]
+            width = int(rest_len[batch.stop - 1])  # the longest: lengths ascend
+            starts = lengths[which[idx]]
+            # Past a row's EOT the gathered tokens are don't-cares (the tower
+            # is causal); clamp so that short-prefix rows stay inside L.
+            cols = (starts[:, None] + torch.arange(width)).clamp(max=tokens.shape[1] - 1)
+            rest = tokens[idx[:, None], cols]  # (b, width)
+            feats = encode_after_prefix(tower, cache, slot[which[idx]], rest)
+            chunks.append(F.normalize(feats.float(), dim=-1).cpu())
     # Filled outside inference mode, like encode_token_batches' result, so
     # callers may modify it.
     out = torch.empty((tokens.shape[0], chunks[0].shape[1]), dtype=torch.float32)

@@ -169,21 +169,22 @@ class TextTower:
 
         return unsupported_reason(self)
 
-    def build_prefix_cache(self, prefix: torch.Tensor):
-        """(P,) int64 prefix tokens -> a `PrefixCache` of their keys/values in every block."""
+    def build_prefix_cache(self, prefixes):
+        """T prefixes, each (P_t,) int64 tokens -> a `PrefixCache` of their keys/values in every block."""
         from laic_core.prefix_cache import build_prefix_cache
 
-        return build_prefix_cache(self, prefix)
+        return build_prefix_cache(self, prefixes)
 
-    def encode_with_prefix(self, cache, rest: torch.Tensor) -> torch.Tensor:
-        """(B, S) tokens that follow `cache.tokens` -> (B, D) unnormalised features.
+    def encode_with_prefix(self, cache, which: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """(B, S) tokens that follow cached prefix `which` (B,) -> (B, D) unnormalised features.
 
         Equal (up to float rounding) to `encode` of the full prompts
-        `cat(cache.tokens, rest)`; see `laic_core.prefix_cache.encode_after_prefix`.
+        `cat(cache.tokens[which[b]], rest[b])`; see
+        `laic_core.prefix_cache.encode_after_prefix`.
         """
         from laic_core.prefix_cache import encode_after_prefix
 
-        return encode_after_prefix(self, cache, rest)
+        return encode_after_prefix(self, cache, which, rest)
 
 
 def encode_token_batches(

@@ -38,6 +38,12 @@ def _plain(bundle, prompts, batch_size=4):
                                 batch_size=batch_size, device=bundle.device)
 
 
+def _cached(tower, tokens, prefix, batch_size=4):
+    """All rows as prompts of one template with `prefix`."""
+    which = torch.zeros(tokens.shape[0], dtype=torch.long)
+    return encode_with_prefix_batches(tower, tokens, which, [prefix], batch_size=batch_size, device="cpu")
+
+
 def _config_bundle(tmp_path_factory, name, **text_cfg):
     cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
     cfg["text_cfg"].update(text_cfg)
@@ -55,7 +61,40 @@ def test_cached_prefix_matches_plain_truncation(tiny_bundle, template):
     prefix = template_prefix(tower, tiny_bundle.tokenizer, template)
     assert prefix[0] == tokens[0, 0]  # at least [SOT]
     assert prefix_matches(tower, tokens, prefix).all()
-    got = encode_with_prefix_batches(tower, tokens, prefix, batch_size=4, device=tiny_bundle.device)
+    got = _cached(tower, tokens, prefix)
+    assert (got - _plain(tiny_bundle, prompts)).abs().max() < 1e-5
+
+
+def test_one_cache_of_all_templates_matches_plain_truncation(tiny_bundle):
+    tower = TextTower(tiny_bundle.model)
+    prompts = [t.replace("{}", n) for n in NOUNS for t in TEMPLATES]
+    which = torch.arange(len(TEMPLATES)).repeat(len(NOUNS))
+    prefixes = [template_prefix(tower, tiny_bundle.tokenizer, t) for t in TEMPLATES]
+    assert len({len(p) for p in prefixes}) > 3  # prefixes of different lengths share the cache
+    got = encode_with_prefix_batches(tower, tiny_bundle.tokenizer(prompts), which, prefixes,
+                                     batch_size=16, device=tiny_bundle.device)
+    assert (got - _plain(tiny_bundle, prompts, batch_size=16)).abs().max() < 1e-5
+
+
+def test_prompts_cut_at_the_context_length_mix_safely(tiny_bundle, monkeypatch):
+    # Over-long prompts are cut at 77 tokens; in one batch, a row with a long
+    # prefix and one with a short prefix reach past position 76 in their tails.
+    from laic_core import prefix_cache
+
+    tower = TextTower(tiny_bundle.model)
+    templates = ["a photo of the large {}.", "{} in a video game."]
+    nouns = ["word " * 90, "dog"]
+    prompts = [t.replace("{}", n) for n in nouns for t in templates]
+    tokens = tiny_bundle.tokenizer(prompts)
+    assert int(tower.pooled_positions(tokens).max()) == 76
+    batches = []
+    after = prefix_cache.encode_after_prefix
+    monkeypatch.setattr(prefix_cache, "encode_after_prefix",
+                        lambda tw, cache, which, rest: batches.append(set(which.tolist())) or after(tw, cache, which, rest))
+    prefixes = [template_prefix(tower, tiny_bundle.tokenizer, t) for t in templates]
+    got = encode_with_prefix_batches(tower, tokens, torch.tensor([0, 1, 0, 1]), prefixes,
+                                     batch_size=8, device=tiny_bundle.device)
+    assert {0, 1} in batches  # both long rows share a batch
     assert (got - _plain(tiny_bundle, prompts)).abs().max() < 1e-5
 
 
@@ -85,9 +124,9 @@ def test_prompts_not_starting_with_the_prefix_fall_back(tiny_bundle, monkeypatch
     cached, plain = [], []
     after, plain_batches = prefix_cache.encode_after_prefix, text_tower.encode_token_batches
 
-    def spy_cached(tower_, cache, rest):
+    def spy_cached(tower_, cache, which, rest):
         cached.append(rest.shape[0])
-        return after(tower_, cache, rest)
+        return after(tower_, cache, which, rest)
 
     def spy_plain(tower_, tokens_, **kw):
         plain.append(tokens_.shape[0])
@@ -95,7 +134,7 @@ def test_prompts_not_starting_with_the_prefix_fall_back(tiny_bundle, monkeypatch
 
     monkeypatch.setattr(prefix_cache, "encode_after_prefix", spy_cached)
     monkeypatch.setattr(text_tower, "encode_token_batches", spy_plain)
-    got = encode_with_prefix_batches(tower, tokens, prefix, batch_size=8, device=tiny_bundle.device)
+    got = _cached(tower, tokens, prefix, batch_size=8)
     monkeypatch.undo()
     assert sum(cached) == 3 and plain == [1]
     assert (got - _plain(tiny_bundle, prompts)).abs().max() < 1e-5
@@ -114,12 +153,19 @@ def test_encode_nouns_output_is_unchanged_by_the_cache(tiny_bundle, monkeypatch)
     off = encode_nouns(tiny_bundle, tower, NOUNS, TEMPLATES, batch_size=5, prefix_cache=False)
     from laic_core import prefix_cache
 
-    calls = []
+    templates_per_batch = []
     after = prefix_cache.encode_after_prefix
-    monkeypatch.setattr(prefix_cache, "encode_after_prefix",
-                        lambda *a: calls.append(1) or after(*a))
+
+    def spy(tower_, cache, which, rest):
+        templates_per_batch.append(len(set(which.tolist())))
+        return after(tower_, cache, which, rest)
+
+    monkeypatch.setattr(prefix_cache, "encode_after_prefix", spy)
     on = encode_nouns(tiny_bundle, tower, NOUNS, TEMPLATES, batch_size=5)
-    assert calls, "encode_nouns did not take the cached path on a causal tower"
+    assert templates_per_batch, "encode_nouns did not take the cached path on a causal tower"
+    # One cache serves every template: prompts of different templates (and
+    # prefix lengths 1 to 6) share batches.
+    assert max(templates_per_batch) > 1
     assert on.shape == off.shape == (len(NOUNS), 32)
     np.testing.assert_allclose(on, off, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.linalg.norm(on, axis=1), 1.0, atol=1e-5)
@@ -152,7 +198,7 @@ def test_unsupported_block_types_take_the_plain_path(tmp_path_factory, monkeypat
     ref = _plain(bundle, ["a photo of a dog.", "a photo of a cat."]).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
     with pytest.raises(NotImplementedError, match="prefix_cache=False"):
-        tower.build_prefix_cache(torch.tensor([49406]))
+        tower.build_prefix_cache([torch.tensor([49406])])
 
 
 def test_non_causal_towers_have_no_prefix_cache(tmp_path_factory):
@@ -178,25 +224,39 @@ def test_cache_is_exact_on_the_shared_real_model():
     np.testing.assert_allclose(on, off, atol=1e-5, rtol=0)
 
 
-def test_cached_batches_never_mix_lengths(tiny_bundle, monkeypatch):
+def test_batches_bound_their_size_and_padding():
+    from laic_core.prefix_cache import _length_batches
+
+    lengths = torch.tensor([2] * 7 + [3] * 5 + [4] * 2 + [9])
+    one_length = _length_batches(lengths, batch_size=4, slack=1.0)
+    assert [(b.start, b.stop) for b in one_length] == [(0, 4), (4, 7), (7, 11), (11, 12), (12, 14), (14, 15)]
+    for slack in (1.0, 1.2, 2.0):
+        batches = _length_batches(lengths, batch_size=4, slack=slack)
+        assert [b.start for b in batches] == [0] + [b.stop for b in batches[:-1]] and batches[-1].stop == 15
+        for b in batches:
+            part = lengths[b]
+            assert len(part) <= 4 and int(part.max()) * len(part) <= slack * int(part.sum())
+    assert len(_length_batches(lengths, batch_size=100, slack=2.0)) < len(_length_batches(lengths, 100, 1.0))
+
+
+def test_cached_batches_respect_batch_size(tiny_bundle, monkeypatch):
     from laic_core import prefix_cache
 
     tower = TextTower(tiny_bundle.model)
-    shapes = []
+    sizes = []
     after = prefix_cache.encode_after_prefix
 
-    def spy(tower_, cache, rest):
-        lengths = tower.pooled_positions(rest)
-        shapes.append((rest.shape[0], int(lengths.min()), int(lengths.max())))
-        return after(tower_, cache, rest)
+    def spy(tower_, cache, which, rest):
+        sizes.append(rest.shape[0])
+        return after(tower_, cache, which, rest)
 
     monkeypatch.setattr(prefix_cache, "encode_after_prefix", spy)
     nouns = ["dog"] * 5 + ["ice cream"] * 2 + ["golden retriever puppy"]
     tokens = tiny_bundle.tokenizer([f"art of the {n}." for n in nouns])
     prefix = template_prefix(tower, tiny_bundle.tokenizer, "art of the {}.")
-    encode_with_prefix_batches(tower, tokens, prefix, batch_size=3, device=tiny_bundle.device)
-    assert sorted(n for n, _, _ in shapes) == [1, 2, 2, 3]  # 5 dogs as 3 + 2, 2, 1
-    assert all(lo == hi for _, lo, hi in shapes)
+    got = _cached(tower, tokens, prefix, batch_size=3)
+    assert sum(sizes) == len(nouns) and max(sizes) <= 3
+    assert (got - _plain(tiny_bundle, [f"art of the {n}." for n in nouns])).abs().max() < 1e-5
 
 
 def test_vocab_prefix_cache_param(tmp_path, monkeypatch, tiny_config, capsys):
