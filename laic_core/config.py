@@ -59,6 +59,7 @@ class VocabParams:
     templates: list = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     batch_size: int = 1024
     chunk_size: int = 8192
+    prefix_cache: bool = True  # encode each template's shared leading tokens once (exact; see prefix_cache.py)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from laic_core.artifacts import ChunkAssembler, ChunkedArray
 from laic_core.datasets import MAX_LISTED, ImageSplit, to_rgb
 from laic_core.errors import LaicError
 from laic_core.models import ClipBundle
+from laic_core.prefix_cache import encode_with_prefix_batches, template_prefix
 from laic_core.progress import progress_bar
 from laic_core.text_tower import TextTower, encode_token_batches
-from laic_core.vocab import expand_templates
+from laic_core.vocab import expand_templates, validate_templates
 
 
 def preprocess_image(split: ImageSplit, i: int, preprocess: Callable) -> tuple[torch.Tensor | None, str]:
@@ -224,10 +225,24 @@ def encode_nouns(
     *,
     batch_size: int = 1024,
     truncate: bool = True,
+    prefix_cache: bool = True,
 ) -> np.ndarray:
-    """(M,) nouns -> (M, d) float32: mean of the normalised template embeddings, renormalised."""
-    prompts = expand_templates(list(nouns), list(templates))
-    feats = encode_token_batches(
-        tower, bundle.tokenizer(prompts), batch_size=batch_size, device=bundle.device, truncate=truncate
-    )
+    """(M,) nouns -> (M, d) float32: mean of the normalised template embeddings, renormalised.
+
+    With `prefix_cache` (and `truncate`) on a tower that supports it, each
+    template's shared leading tokens are encoded once and reused
+    (`laic_core.prefix_cache`); the features equal the plain truncated path's
+    up to float rounding. Otherwise every prompt is encoded whole.
+    """
+    templates = validate_templates(templates)
+    prompts = expand_templates(list(nouns), templates)
+    tokens = bundle.tokenizer(prompts)
+    if truncate and prefix_cache and tower.prefix_cache_unsupported is None:
+        prefixes = [template_prefix(tower, bundle.tokenizer, t) for t in templates]
+        which = torch.arange(len(templates)).repeat(len(nouns))  # prompts are noun-major
+        feats = encode_with_prefix_batches(
+            tower, tokens, which, prefixes, batch_size=batch_size, device=bundle.device
+        )
+    else:
+        feats = encode_token_batches(tower, tokens, batch_size=batch_size, device=bundle.device, truncate=truncate)
     return ensemble_mean(feats, len(templates)).numpy()

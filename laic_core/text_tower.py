@@ -10,6 +10,10 @@ HF text towers, CoCa's appended class token, 'last'-token pooling).
 
 The same entry point, `encode_embeddings`, serves prompt learning: callers
 may replace token embeddings (learnable context vectors) before the tower.
+
+Causality also lets prompts that share leading tokens (a template's words
+before the noun) share their keys and values: `build_prefix_cache` and
+`encode_with_prefix` reach `laic_core.prefix_cache` through the tower.
 """
 
 from __future__ import annotations
@@ -139,16 +143,48 @@ class TextTower:
         x = x + src.positional_embedding[:length].to(cast)
         mask = self.attn_mask[:length, :length] if self.attn_mask is not None else None
         x = src.transformer(x, attn_mask=mask)
+        return self.pool_and_project(x, self.pooled_positions(tokens) if self.pool_type != "none" else None)
+
+    def pool_and_project(self, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """The tower's head: (B, L, width) last-block output -> (B, D) features.
+
+        pos: (B,) index into L of the token each row is pooled at, or None for
+            towers that do not pool ('none': the whole sequence is returned).
+        """
+        src = self._src
         x = src.ln_final(x)
-        pos = self.pooled_positions(tokens) if self.pool_type != "none" else None
-        if pos is None:
-            pooled = x
-        else:
-            pooled = x[torch.arange(x.shape[0], device=x.device), pos]
+        pooled = x if pos is None else x[torch.arange(x.shape[0], device=x.device), pos]
         proj = src.text_projection
         if proj is not None:
             pooled = proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
         return pooled
+
+    # The prefix key/value cache (laic_core.prefix_cache) is reached through
+    # the tower, so callers keep one entry point to the text side.
+
+    @property
+    def prefix_cache_unsupported(self) -> str | None:
+        """Why a prefix key/value cache would not be exact here, or None when it would."""
+        from laic_core.prefix_cache import unsupported_reason
+
+        return unsupported_reason(self)
+
+    def build_prefix_cache(self, prefixes):
+        """T prefixes, each (P_t,) int64 tokens -> a `PrefixCache` of their keys/values in every block."""
+        from laic_core.prefix_cache import build_prefix_cache
+
+        return build_prefix_cache(self, prefixes)
+
+    def encode_with_prefix(self, cache, which: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """(B, S) tokens that follow cached prefix `which` (B,) -> (B, D) unnormalised features.
+
+        Equal (up to float rounding) to `encode` of the full prompts
+        `cat(cache.tokens[which[b]], rest[b])`; see
+        `laic_core.prefix_cache.encode_after_prefix`.
+        """
+        from laic_core.prefix_cache import encode_after_prefix
+
+        return encode_after_prefix(self, cache, which, rest)
 
 
 def encode_token_batches(

@@ -52,8 +52,15 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
                          "nouns": nouns, "templates": templates, "dtype": str(bundle.dtype)}),
     )
     missing = out.missing()
-    print(f"vocab: {len(nouns)} nouns x {len(templates)} templates on {bundle.device} "
-          f"({'exact truncation' if tower.causal else 'full length: this text tower is not causal'}); "
+    if not tower.causal:
+        mode = "full length: this text tower is not causal"
+    elif not params.vocab.prefix_cache:
+        mode = "exact truncation; prefix cache off (vocab.prefix_cache: false)"
+    elif tower.prefix_cache_unsupported:
+        mode = f"exact truncation; no prefix cache: {tower.prefix_cache_unsupported}"
+    else:
+        mode = "exact truncation, template prefixes cached"
+    print(f"vocab: {len(nouns)} nouns x {len(templates)} templates on {bundle.device} ({mode}); "
           f"{out.n_chunks - len(missing)}/{out.n_chunks} chunk(s) already done")
     started = time.perf_counter()
     todo = sum(len(out.chunk_rows(c)) for c in missing)
@@ -61,7 +68,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         for c in missing:
             rows = out.chunk_rows(c)
             out.write_chunk(c, encode_nouns(
-                bundle, tower, nouns[rows.start:rows.stop], templates, batch_size=params.vocab.batch_size))
+                bundle, tower, nouns[rows.start:rows.stop], templates, batch_size=params.vocab.batch_size,
+                prefix_cache=params.vocab.prefix_cache))
             bar.update(len(rows))
     if todo:
         seconds = time.perf_counter() - started

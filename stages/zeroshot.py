@@ -68,7 +68,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     V = load_npy(layout.features("eval"))
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     class_text = encode_nouns(bundle, TextTower(bundle.model), names, templates,
-                              batch_size=params.vocab.batch_size)
+                              batch_size=params.vocab.batch_size, prefix_cache=params.vocab.prefix_cache)
     if class_text.shape[1] != V.shape[1]:
         raise LaicError(
             f"class-name embeddings have dimension {class_text.shape[1]} but the image features "
