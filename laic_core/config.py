@@ -62,20 +62,28 @@ class VocabParams:
     prefix_cache: bool = True  # encode each template's shared leading tokens once (exact; see prefix_cache.py)
 
 
+# A temperature is "auto" (relative / the model's logit scale; laic_core.temperature)
+# or an absolute number.
+Temperature = Union[float, Literal["auto"]]
+
+
 @dataclass(frozen=True)
 class NounsParams:
     filter: Literal["tac", "none"] = "tac"
     gamma: int = 5
     images_per_group: int = 300
-    tau: float = 1.0
+    tau: Temperature = "auto"
+    tau_relative: float = 100.0  # TAC's plain softmax of cosines (tau 1) for CLIP's scale of 100
 
 
 @dataclass(frozen=True)
 class RelationParams:
-    kind: Literal["softmax", "ridge"] = "softmax"
-    tau: float = 0.005
-    ridge_lambda: float = 1.0
+    kind: Literal["softmax", "ridge"] = "ridge"
+    tau: Temperature = "auto"
+    tau_relative: float = 0.5  # TAC's 0.005 for CLIP's scale of 100
+    ridge_lambda: float = 1.0  # relative to the mean eigenvalue of T^T T
     topk: int = 0
+    kmeans_n_init: int = 10
 
 
 @dataclass(frozen=True)
@@ -88,12 +96,14 @@ class NeighborsParams:
 @dataclass(frozen=True)
 class CentersParams:
     n_ctx: int = 4
-    tau: float = 0.01
-    epochs: int = 50
+    tau: Temperature = "auto"
+    tau_relative: float = 1.0  # 0.01 for CLIP's scale of 100
+    steps: int = 1000
+    epochs: int = 0  # > 0: that many passes over the fit images instead of `steps` (cost grows with N)
     entropy_weight: float = 5.0
-    ce_weight: float = 0.0
+    ce_weight: float = 0.1
     lr: float = 0.002
-    batch_size: int = 512
+    batch_size: int = 1024
     init_template: str = "a photo of a {}."
 
 
@@ -146,17 +156,23 @@ _RANGES = {
     ),
     ("nouns", "gamma"): (lambda v: v >= 1, "an integer >= 1"),
     ("nouns", "images_per_group"): (lambda v: v >= 1, "an integer >= 1"),
-    ("nouns", "tau"): (lambda v: v > 0, "a number > 0"),
-    ("relation", "tau"): (lambda v: v > 0, "a number > 0"),
-    ("relation", "ridge_lambda"): (lambda v: v > 0, "a number > 0"),
+    ("nouns", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("nouns", "tau_relative"): (lambda v: v > 0, "a number > 0"),
+    ("relation", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("relation", "tau_relative"): (lambda v: v > 0, "a number > 0"),
+    ("relation", "ridge_lambda"): (lambda v: v > 0, "a number > 0 (relative to the mean eigenvalue of T^T T)"),
     ("relation", "topk"): (lambda v: v >= 0, "an integer >= 0 (0 chooses automatically)"),
+    ("relation", "kmeans_n_init"): (lambda v: v >= 1, "an integer >= 1"),
     ("neighbors", "k"): (lambda v: v >= 1, "an integer >= 1"),
     ("neighbors", "min_agreement"): (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("centers", "n_ctx"): (lambda v: v >= 1, "an integer >= 1"),
-    ("centers", "tau"): (lambda v: v > 0, "a number > 0"),
-    ("centers", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
+    ("centers", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("centers", "tau_relative"): (lambda v: v > 0, "a number > 0"),
+    ("centers", "steps"): (lambda v: v >= 1, "an integer >= 1"),
+    ("centers", "epochs"): (lambda v: v >= 0, "an integer >= 0 (0 = use centers.steps)"),
     ("centers", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
-    ("centers", "ce_weight"): (lambda v: v >= 0, "a number >= 0"),
+    ("centers", "ce_weight"): (lambda v: 0 <= v <= 1, "a number in [0, 1] (the pseudo-label's share of a "
+                                                       "reliable image's target)"),
     ("centers", "lr"): (lambda v: v > 0, "a number > 0"),
     ("centers", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("centers", "init_template"): (lambda v: v.count("{}") == 1, "a string with exactly one '{}'"),

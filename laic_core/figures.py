@@ -167,12 +167,12 @@ def pseudo_accuracy_figure(subsets: Sequence[str], accuracies: Sequence[float],
     return fig
 
 
-def training_figure(epochs: Sequence[float], series: Mapping[str, Sequence[float]], *,
-                    title: str = "Training of the semantic centers") -> Figure:
-    """One small panel per logged quantity (loss, consistency, ...) against epoch."""
-    epochs = np.asarray(list(epochs), dtype=np.float64)
-    if epochs.size == 0 or not series:
-        raise LaicError("training_figure needs at least one epoch and one series")
+def training_figure(steps: Sequence[float], series: Mapping[str, Sequence[float]], *,
+                    title: str = "Training of the semantic centers", x_label: str = "step") -> Figure:
+    """One small panel per logged quantity (loss, consistency, ...) against the optimiser step."""
+    steps = np.asarray(list(steps), dtype=np.float64)
+    if steps.size == 0 or not series:
+        raise LaicError("training_figure needs at least one logged step and one series")
     names = list(series)
     n_cols = min(2, len(names))
     n_rows = -(-len(names) // n_cols)
@@ -180,11 +180,11 @@ def training_figure(epochs: Sequence[float], series: Mapping[str, Sequence[float
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         values = np.asarray(list(series[name]), dtype=np.float64)
-        if values.shape != epochs.shape:
-            raise LaicError(f"series {name!r} has {values.size} values for {epochs.size} epochs")
-        ax.plot(epochs, values, marker="." if epochs.size <= 60 else None)
+        if values.shape != steps.shape:
+            raise LaicError(f"series {name!r} has {values.size} values for {steps.size} logged steps")
+        ax.plot(steps, values, marker="." if steps.size <= 60 else None)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(names):]:
         ax.set_axis_off()

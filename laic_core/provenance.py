@@ -8,7 +8,8 @@ give vectors of the same shape that mean different things. So the features
 data/nouns/selected.parquet) record in their metadata
 
     {"provenance": {"model": model_identity(...), "embed_dim": d,
-                    "preprocess": repr of the image transform, "dtype": ...}}
+                    "preprocess": repr of the image transform, "dtype": ...,
+                    "logit_scale": the model's exp(logit_scale)}}
 
 and every stage that combines them calls `check_same_model`: the recorded
 models must be one model, and the one params.yaml names now.
@@ -115,9 +116,15 @@ def describe(ident: dict) -> str:
     return f"model {name} ({weights})"
 
 
-def record(ident: dict, embed_dim: int, preprocess: str = "", dtype: str = "") -> dict[str, Any]:
-    """The provenance stored with an embedding artifact (its metadata key "provenance")."""
-    return {"model": ident, "embed_dim": int(embed_dim), "preprocess": preprocess, "dtype": dtype}
+def record(ident: dict, embed_dim: int, preprocess: str = "", dtype: str = "",
+           logit_scale: float | None = None) -> dict[str, Any]:
+    """The provenance stored with an embedding artifact (its metadata key "provenance").
+
+    logit_scale: the model's exp(logit_scale), which the temperatures of later
+    stages are relative to (laic_core.temperature).
+    """
+    return {"model": ident, "embed_dim": int(embed_dim), "preprocess": preprocess, "dtype": dtype,
+            "logit_scale": None if logit_scale is None else float(logit_scale)}
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:

@@ -3,14 +3,25 @@
 Row i of C describes image i by its relations to the M selected nouns
 (DESIGN.md, method section 2):
 
+- ``kind="ridge"`` (the paper's, the default): ``C = argmin ||V - C T||^2 +
+  lambda ||C||^2 = V (T^T T + lambda I)^-1 T^T = V P``. The penalty is
+  scale-free: ``lambda = ridge_lambda * trace(T^T T) / d``, a multiple of the
+  mean eigenvalue of the nouns' Gram matrix, so its meaning does not change
+  with the number of nouns M or the model;
 - ``kind="softmax"``: ``C_ij = softmax_j(v_i . t_j / tau)``, the image-to-text
-  distribution CLIP's contrastive loss trains;
-- ``kind="ridge"``: ``C = argmin ||V - C T||^2 + lambda ||C||^2
-  = V (T^T T + lambda I)^-1 T^T`` (the d x d form of ``V T^T (T T^T + lambda I)^-1``).
+  distribution CLIP's contrastive loss trains (TAC's retrieval weights).
 
-At ImageNet scale a dense C is N x M' = 1.28M x 20k (100 GB), so C is built in
-row blocks and, with ``topk > 0``, only the ``topk`` largest entries of each
-row are kept in a CSR matrix: peak memory O(block_size * M + N * topk).
+Clustering and neighbours only ever use cosines between rows of C. For ridge,
+``<c_i, c_j> = v_i (P P^T) v_j^T``, so with ``P P^T = L L^T`` (L is d x d)
+the rows of ``V L`` have exactly the inner products of the rows of C:
+`relation_embedding` returns them normalised, (N, d) whatever M is, and C
+never has to exist as an N x M matrix (ImageNet: 1.28M x 4,000 nouns would be
+20 GB). `relation_weights` gives rows of C itself for the few places that
+name nouns (cluster names, the centers' initial words, Fig. 3).
+
+For softmax, C has no such factorisation: it is built in row blocks and, at
+scale (``topk > 0``), only the ``topk`` largest entries of each row are kept
+in a CSR matrix: peak memory O(block_size * M + N * topk).
 """
 
 from __future__ import annotations
@@ -133,19 +144,49 @@ def _softmax_block(V_block: torch.Tensor, T: torch.Tensor, tau: float, out: torc
     return logits
 
 
-def _ridge_projection(T: np.ndarray, ridge_lambda: float) -> np.ndarray:
-    """(d, M) float32 P = (T^T T + lambda I)^-1 T^T, so that C = V P (solved once, in float64)."""
-    T64 = T.astype(np.float64)
+def ridge_penalty(T, ridge_lambda: float) -> float:
+    """The absolute ridge penalty: ``ridge_lambda`` times the mean eigenvalue of T^T T.
+
+    T: (M, d) noun embeddings. The mean eigenvalue is trace(T^T T) / d, which
+    is M / d for unit rows: a relative penalty of 1 weighs the reconstruction
+    of an average direction and the size of C alike, for any M and d.
+    """
+    T = np.asarray(T)
+    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda",
+                                   "give a ridge penalty > 0, relative to the mean eigenvalue of T^T T (e.g. 1.0)")
+    mean_eigenvalue = float(np.einsum("ij,ij->", T, T, dtype=np.float64)) / T.shape[1]
+    return ridge_lambda * mean_eigenvalue
+
+
+def ridge_projection(T, ridge_lambda: float) -> np.ndarray:
+    """(d, M) float32 P = (T^T T + lambda I)^-1 T^T, so that C = V P (solved once, in float64).
+
+    T: (M, d) unit noun embeddings; ridge_lambda: relative (see `ridge_penalty`).
+    """
+    T64 = np.asarray(T, dtype=np.float64)
     gram = T64.T @ T64
-    gram[np.diag_indices_from(gram)] += ridge_lambda
+    gram[np.diag_indices_from(gram)] += ridge_penalty(T64, ridge_lambda)
     return np.linalg.solve(gram, T64.T).astype(np.float32)
+
+
+def ridge_factor(T, ridge_lambda: float) -> np.ndarray:
+    """(d, d) float32 L with L L^T = P P^T for the ridge projection P of `ridge_projection`.
+
+    Rows of ``V L`` have the inner products of the rows of ``C = V P``; L is
+    the symmetric square root of P P^T (eigendecomposition in float64; the
+    tiny negative eigenvalues of round-off are clipped).
+    """
+    P = ridge_projection(T, ridge_lambda).astype(np.float64)
+    eigenvalues, vectors = np.linalg.eigh(P @ P.T)
+    roots = np.sqrt(np.clip(eigenvalues, 0.0, None))
+    return ((vectors * roots) @ vectors.T).astype(np.float32)
 
 
 def relation_matrix(
     V,
     T,
     *,
-    kind: str = "softmax",
+    kind: str = "ridge",
     tau: float = 0.005,
     ridge_lambda: float = 1.0,
     topk: int = 0,
@@ -155,8 +196,9 @@ def relation_matrix(
     """Image-to-noun relation matrix C.
 
     V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings, M >= 2.
-    kind: "softmax" (``C_ij = softmax_j(v_i . t_j / tau)``, rows sum to 1) or
-      "ridge" (``C = V (T^T T + ridge_lambda I)^-1 T^T``).
+    kind: "ridge" (``C = V (T^T T + lambda I)^-1 T^T`` with lambda =
+      `ridge_penalty(T, ridge_lambda)`) or "softmax" (``C_ij = softmax_j(v_i .
+      t_j / tau)``, rows sum to 1).
     topk: 0 -> dense (N, M) float32 ndarray; > 0 -> scipy.sparse.csr_matrix
       (N, M) float32 with exactly ``topk`` stored entries per row (sorted
       column indices; entries are not renormalised), the largest ones (for
@@ -171,7 +213,8 @@ def relation_matrix(
     if kind not in RELATION_KINDS:
         raise LaicError(f"relation kind {kind!r} is unknown: choose one of {', '.join(RELATION_KINDS)}")
     tau = _positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
-    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda", "give a ridge penalty > 0 (e.g. 1.0)")
+    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda",
+                                   "give a ridge penalty > 0, relative to the mean eigenvalue of T^T T (e.g. 1.0)")
     n_rows, n_cols = V.shape[0], T.shape[0]
     topk = _check_topk(topk, n_cols)
     block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
@@ -183,7 +226,7 @@ def relation_matrix(
         def blocks(V_block, out=None):
             return _softmax_block(V_block, T_t, tau, out)
     else:
-        projection = torch.from_numpy(_ridge_projection(T, ridge_lambda))
+        projection = torch.from_numpy(ridge_projection(T, ridge_lambda))
 
         def blocks(V_block, out=None):
             if out is None:
@@ -219,6 +262,85 @@ def relation_matrix(
     C = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols), copy=False)
     C.has_sorted_indices = True
     return C
+
+
+def relation_embedding(
+    V,
+    T,
+    *,
+    kind: str = "ridge",
+    tau: float = 0.005,
+    ridge_lambda: float = 1.0,
+    topk: int = 0,
+    block_size: int = 65536,
+    progress: bool = False,
+):
+    """Rows whose dot products are the cosines between rows of C: what kNN and k-means use.
+
+    V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings.
+    ridge: (N, d) float32 unit rows of ``V L`` (`ridge_factor`): exact, and
+      d-dimensional whatever M is; a zero row of C stays a zero row.
+    softmax: `normalize_rows(relation_matrix(...))`, (N, M) dense or, with
+      ``topk > 0``, top-k CSR.
+    Memory beyond the output: O(block_size * d) for ridge.
+    """
+    V, T = _check_pair(V, T)
+    if kind not in RELATION_KINDS:
+        raise LaicError(f"relation kind {kind!r} is unknown: choose one of {', '.join(RELATION_KINDS)}")
+    if kind != "ridge":
+        return normalize_rows(relation_matrix(V, T, kind=kind, tau=tau, ridge_lambda=ridge_lambda, topk=topk,
+                                              block_size=min(block_size, 8192), progress=progress))
+    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    factor = ridge_factor(T, ridge_lambda)
+    out = np.empty((V.shape[0], factor.shape[1]), dtype=np.float32)
+    with progress_bar(V.shape[0], "relation", unit="row", enabled=progress) as bar:
+        for start in range(0, V.shape[0], block_size):
+            stop = min(start + block_size, V.shape[0])
+            block = V[start:stop] @ factor
+            squares = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+            out[start:stop] = block * _inverse_norms(squares)[:, None]
+            bar.update(stop - start)
+    return out
+
+
+def relation_weights(V, T, *, kind: str = "ridge", tau: float = 0.005, ridge_lambda: float = 1.0) -> np.ndarray:
+    """(n, M) float32 rows of C itself for a few images (naming, Fig. 3): dense, unnormalised."""
+    return relation_matrix(V, T, kind=kind, tau=tau, ridge_lambda=ridge_lambda, topk=0)
+
+
+def cluster_mean_relations(V, T, labels, n_clusters: int, *, rows=None, kind: str = "ridge",
+                           tau: float = 0.005, ridge_lambda: float = 1.0,
+                           block_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Mean row of C per cluster, without holding C.
+
+    V: (N, d) unit image embeddings; T: (M, d) noun embeddings (the columns of
+    C); labels: (N,) ints in 0..K-1; rows: optional (N,) bool mask of the rows
+    that count. Returns ((K, M) float64 means, (K,) int64 counts); an empty
+    cluster has a zero mean and count 0. Ridge is linear (the mean of C's rows
+    is C of the mean image), so it costs one (K, d) x (d, M) product;
+    softmax is summed over row blocks, O(block_size * M) memory.
+    """
+    V, T = _check_pair(V, T)
+    labels = np.asarray(labels)
+    if labels.shape != (V.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise LaicError(f"labels must be (N,) = ({V.shape[0]},) integers, got shape {labels.shape} "
+                        f"dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_clusters):
+        raise LaicError(f"labels must lie in 0..{n_clusters - 1}, got {labels.min()}..{labels.max()}")
+    keep = np.ones(V.shape[0], bool) if rows is None else np.asarray(rows, bool)
+    index = np.flatnonzero(keep)
+    counts = np.bincount(labels[index], minlength=n_clusters).astype(np.int64)
+    sums = np.zeros((n_clusters, V.shape[1] if kind == "ridge" else T.shape[0]), dtype=np.float64)
+    for start in range(0, index.size, block_size):
+        chosen = index[start:start + block_size]
+        block = V[chosen] if kind == "ridge" else relation_matrix(V[chosen], T, kind=kind, tau=tau)
+        member = sp.csr_matrix((np.ones(chosen.size), (labels[chosen], np.arange(chosen.size))),
+                               shape=(n_clusters, chosen.size))
+        sums += member @ block.astype(np.float64)
+    means = sums / np.maximum(counts, 1)[:, None]
+    if kind == "ridge":
+        means = means @ ridge_projection(T, ridge_lambda).astype(np.float64)
+    return means, counts
 
 
 def normalize_rows(C):

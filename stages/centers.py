@@ -1,11 +1,13 @@
 """centers: learn K adaptive semantic centers by prompt learning; assign every image.
 
-Reads the fit/eval features, the selected nouns and their relation matrix
-C_fit, the neighbour graph (knn, reliable mask, pseudo-labels), the noun
-vocabulary and the open_clip text tower. Writes data/centers/prompts.pt,
-centers.npy ((K, d) float32), assign_{fit,eval}.parquet (row, cluster,
-confidence), names.json, metrics/centers_history.csv (one row per epoch) and
-metrics/centers.json (label-free training summary). No label is read.
+Reads the fit/eval features, the selected nouns and the relation spec (to
+recompute mean rows of C per cluster), the neighbour graph (knn, reliable
+mask, pseudo-labels), the noun vocabulary and the open_clip text tower.
+Writes data/centers/prompts.pt, centers.npy ((K, d) float32),
+assign_{fit,eval}.parquet (row, cluster, confidence, init_cluster: the
+assignment to the initial centers), names.json, metrics/centers_history.csv
+(every few steps) and metrics/centers.json (label-free training summary).
+No label is read.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ import torch
 import typer
 
 from laic_core.artifacts import (
-    atomic_path, load_matrix, load_npy, load_parquet, save_json, save_npy, save_parquet, save_torch,
+    atomic_path, load_json, load_npy, load_parquet, save_json, save_npy, save_parquet, save_torch,
 )
-from laic_core.centers import (
-    PromptLearner, assign_labels, cluster_init_nouns, name_clusters, train_centers,
-)
+from laic_core.centers import assign_labels, steps_for, train_centers
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.metrics import cluster_accuracy
 from laic_core.models import load_clip
-from laic_core.neighbors import training_pairs
+from laic_core.naming import cluster_init_nouns, name_clusters
+from laic_core.prompts import PromptLearner
 from laic_core.provenance import check_against_params
+from laic_core.relation import cluster_mean_relations
+from laic_core.temperature import resolve_temperature
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -82,11 +86,10 @@ def load_inputs(n_clusters: int) -> dict:
         raise LaicError(f"{layout.NOUNS / 'text.npy'} has {noun_text.shape[0]} rows but "
                         f"selected.parquet lists {len(selected_nouns)} nouns; rerun `dvc repro nouns`")
 
-    C_path = layout.RELATION / "C_fit.npz"
-    C_fit = load_matrix(C_path)
-    if C_fit.shape != (n_fit, len(selected_nouns)):
-        raise LaicError(f"{C_path} has shape {C_fit.shape}, expected ({n_fit}, {len(selected_nouns)}) "
-                        "(fit images x selected nouns); rerun `dvc repro relation`")
+    spec = load_json(layout.RELATION_SPEC)
+    if spec.get("n_nouns") != len(selected_nouns):
+        raise LaicError(f"{layout.RELATION_SPEC} describes {spec.get('n_nouns')} nouns but "
+                        f"{layout.NOUNS / 'selected.parquet'} lists {len(selected_nouns)}; rerun `dvc repro relation`")
 
     knn = load_npy(layout.NEIGHBORS / "knn.npy")
     reliable = load_npy(layout.NEIGHBORS / "reliable.npy")
@@ -104,8 +107,8 @@ def load_inputs(n_clusters: int) -> dict:
     reliable = reliable.astype(bool)
     if not reliable.any():
         raise LaicError(
-            f"{layout.NEIGHBORS / 'reliable.npy'}: no fit image is reliable, so there are no training "
-            "pairs; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
+            f"{layout.NEIGHBORS / 'reliable.npy'}: no fit image is reliable, so no pseudo-label can anchor "
+            "the training; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
         )
 
     vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB / "nouns.parquet")["noun"]]
@@ -114,7 +117,7 @@ def load_inputs(n_clusters: int) -> dict:
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB / 'text.npy'} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
-    return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, C_fit=C_fit, knn=knn,
+    return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, noun_text=noun_text, spec=spec, knn=knn,
                 reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
                 vocab_text=vocab_text)
 
@@ -122,6 +125,29 @@ def load_inputs(n_clusters: int) -> dict:
 def save_csv(path: Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
+
+
+def relation_means(inputs: dict, labels: np.ndarray, n_clusters: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """(K, M') mean rows of C per cluster (recomputed from features and nouns), (K,) counts."""
+    spec = inputs["spec"]
+    return cluster_mean_relations(inputs["V_fit"], np.asarray(inputs["noun_text"]), labels, n_clusters,
+                                  rows=rows, kind=spec["kind"], tau=spec["tau"],
+                                  ridge_lambda=spec["ridge_lambda"])
+
+
+def init_scores(inputs: dict, n_clusters: int) -> np.ndarray:
+    """(K, M') mean C row of each pseudo-cluster's reliable members; of all its members when none is
+    reliable; of every image when the cluster is empty."""
+    scores, counts = relation_means(inputs, inputs["pseudo"], n_clusters, inputs["reliable"])
+    fallback = np.flatnonzero(counts == 0)
+    if fallback.size:
+        members, member_counts = relation_means(inputs, inputs["pseudo"], n_clusters)
+        scores[fallback] = members[fallback]
+        empty = fallback[member_counts[fallback] == 0]
+        if empty.size:
+            everyone, _ = relation_means(inputs, np.zeros(len(inputs["pseudo"]), np.int64), 1)
+            scores[empty] = everyone[0]
+    return scores
 
 
 @app.command()
@@ -132,12 +158,13 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     provenance = check_against_params(
         [layout.features_meta("fit"), layout.features_meta("eval"), layout.NOUNS / "selected.parquet",
          layout.VOCAB / "nouns.parquet"], params.model, params_file, layout.HASH_CACHE)
+    tau = resolve_temperature(cp.tau, cp.tau_relative, provenance.get("logit_scale"), "centers.tau")
     inputs = load_inputs(K)
     V_fit = np.array(inputs["V_fit"], dtype=np.float32)  # a writable copy (the file is memory-mapped)
+    inputs["V_fit"] = V_fit
     d = V_fit.shape[1]
 
-    init_nouns = cluster_init_nouns(inputs["C_fit"], inputs["pseudo"], inputs["reliable"],
-                                    inputs["selected_nouns"], K)
+    init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])
     if len(set(init_nouns)) < K:
         print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
               "clusters start from the same noun", file=sys.stderr)
@@ -145,21 +172,22 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     learner = PromptLearner(bundle.model, bundle.tokenizer, init_nouns, cp.n_ctx,
                             template=cp.init_template, seed=params.seed, model_name=params.model.name)
     with torch.no_grad():
-        text_dim = learner().shape[1]
-    if text_dim != d:
+        initial = learner().cpu().numpy().astype(np.float32)
+    if initial.shape[1] != d:
         raise LaicError(
-            f"model.name: {params.model.name} gives d={text_dim} text features but "
+            f"model.name: {params.model.name} gives d={initial.shape[1]} text features but "
             f"{layout.features('fit')} has d={d}; rerun `dvc repro` so the features use this model"
         )
-    pairs = training_pairs(inputs["knn"], inputs["reliable"])
-    print(f"centers: K={K}, {int(inputs['reliable'].sum())} reliable of {V_fit.shape[0]} fit images, "
-          f"{len(pairs)} pairs, {cp.epochs} epochs on {bundle.device}")
+    steps = steps_for(cp.steps, cp.epochs, V_fit.shape[0], cp.batch_size)
+    n_reliable = int(inputs["reliable"].sum())
+    print(f"centers: K={K}, {n_reliable} reliable of {V_fit.shape[0]} fit images, "
+          f"{inputs['knn'].shape[1]} neighbours each, tau {tau:.4g}, {steps} steps of {cp.batch_size} "
+          f"on {bundle.device}")
     started = time.perf_counter()
     history = train_centers(
-        learner, torch.from_numpy(V_fit), pairs,
-        pseudo=inputs["pseudo"], reliable=inputs["reliable"],
-        tau=cp.tau, entropy_weight=cp.entropy_weight, ce_weight=cp.ce_weight,
-        epochs=cp.epochs, lr=cp.lr, batch_size=cp.batch_size, seed=params.seed,
+        learner, torch.from_numpy(V_fit), inputs["knn"], inputs["pseudo"], inputs["reliable"],
+        tau=tau, entropy_weight=cp.entropy_weight, ce_weight=cp.ce_weight,
+        steps=steps, lr=cp.lr, batch_size=cp.batch_size, seed=params.seed,
     )
     train_seconds = time.perf_counter() - started
     with torch.no_grad():
@@ -169,45 +197,54 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         **learner.export(),
         "model": provenance["model"],  # predict checks its params against this
         "dim": d,
-        "tau": cp.tau,
+        "tau": tau,
     })
     save_npy(CENTERS, centers)
-    labels, mean_confidence = {}, {}
+    labels, mean_confidence, init_labels = {}, {}, {}
     for role, V in (("fit", V_fit), ("eval", inputs["V_eval"])):
-        labels[role], confidence = assign_labels(V, centers, cp.tau)
+        labels[role], confidence = assign_labels(V, centers, tau)
+        init_labels[role], _ = assign_labels(V, initial, tau)
         mean_confidence[role] = float(confidence.mean()) if confidence.size else 0.0
         save_parquet(assignments_path(role), pd.DataFrame({
             "row": np.arange(len(labels[role]), dtype=np.int64),
             "cluster": labels[role],
             "confidence": confidence,
-        }))
-    names = name_clusters(centers, inputs["vocab_text"], inputs["vocab_nouns"], inputs["C_fit"],
-                          inputs["selected_nouns"], labels["fit"])
+            "init_cluster": init_labels[role],
+        }), {"tau": tau, "steps": steps})
+    member_scores, sizes = relation_means(inputs, labels["fit"], K)
+    names = name_clusters(centers, inputs["vocab_text"], inputs["vocab_nouns"], member_scores,
+                          inputs["selected_nouns"], sizes)
     for entry, noun in zip(names, init_nouns):
         entry["init_noun"] = noun
     save_json(NAMES, names)
-    save_csv(HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "consistency", "entropy", "ce"]))
-    sizes = np.bincount(labels["fit"], minlength=K)
+    save_csv(HISTORY, pd.DataFrame(history, columns=["step", "loss", "consistency", "entropy", "ce"]))
     final = history[-1]
+    empty = int((sizes == 0).sum())
     # Label-free and deterministic (no timings: the file is git-tracked); scores
-    # against labels are the evaluate stage's.
+    # against labels are the evaluate stage's. Agreement: the share of fit images
+    # whose cluster matches under the best one-to-one matching of cluster ids.
     save_json(SUMMARY, {
-        "epochs": cp.epochs,
-        "pairs": int(len(pairs)),
-        "reliable": int(inputs["reliable"].sum()),
+        "steps": steps,
+        "tau": tau,
+        "reliable": n_reliable,
         "final_loss": final["loss"],
         "final_consistency": final["consistency"],
         "final_entropy": final["entropy"],
         "final_ce": final["ce"],
+        "agreement_with_pseudo_labels": round(cluster_accuracy(inputs["pseudo"], labels["fit"]), 6),
+        "agreement_with_initial_centers": round(cluster_accuracy(init_labels["fit"], labels["fit"]), 6),
         "fit_cluster_size_min": int(sizes.min()),
         "fit_cluster_size_max": int(sizes.max()),
-        "fit_empty_clusters": int((sizes == 0).sum()),
+        "fit_empty_clusters": empty,
         "eval_empty_clusters": int((np.bincount(labels["eval"], minlength=K) == 0).sum()),
         "fit_mean_confidence": mean_confidence["fit"],
         "eval_mean_confidence": mean_confidence["eval"],
     })
+    if empty:
+        print(f"centers: warning: {empty} of {K} clusters received no fit image; raise "
+              "centers.entropy_weight to spread the images, or lower dataset.num_clusters", file=sys.stderr)
     print(f"centers: trained in {train_seconds:.1f}s, final loss {final['loss']:.4f}; fit cluster sizes "
-          f"{sizes.min()}..{sizes.max()}, {int((sizes == 0).sum())} empty")
+          f"{sizes.min()}..{sizes.max()}, {empty} empty")
 
 
 if __name__ == "__main__":

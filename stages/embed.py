@@ -26,6 +26,7 @@ from laic_core.datasets import ImageSplit, load_dataset
 from laic_core.encode import encode_images, image_embedding_dim
 from laic_core.models import ClipBundle, compute_dtype, load_clip
 from laic_core.provenance import model_identity, record
+from laic_core.temperature import model_logit_scale
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -94,7 +95,8 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
         "class_names": split.class_names,
         "skipped": skipped,
         "notes": split.notes,
-        "provenance": record(ident, image_embedding_dim(bundle), repr(bundle.preprocess), str(engine.dtype)),
+        "provenance": record(ident, image_embedding_dim(bundle), repr(bundle.preprocess), str(engine.dtype),
+                             model_logit_scale(bundle.model, params.model.pretrained)),
     }
     # The metadata goes first: a features file without its table would look complete.
     save_parquet(layout.features_meta(role), table, meta)

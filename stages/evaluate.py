@@ -58,6 +58,7 @@ NEIGHBORS_RELIABLE = layout.NEIGHBORS / "reliable.npy"
 NEIGHBORS_PSEUDO = layout.NEIGHBORS / "pseudo.npy"
 CENTERS_NAMES = layout.CENTERS / "names.json"
 CENTERS_HISTORY = layout.METRICS / "centers_history.csv"
+CENTERS_SUMMARY = layout.METRICS / "centers.json"
 ZEROSHOT_ASSIGN = layout.ZEROSHOT / "assign_eval.parquet"
 
 # Outputs (mirrored by the outs/metrics/plots of the evaluate stage in dvc.yaml).
@@ -76,16 +77,11 @@ OUTPUTS = (SCORES, SCORES_FIT, DIAGNOSTICS, REPORT, PURITY_CSV, PSEUDO_CSV, CONF
            CONFUSION_PNG, PURITY_PNG, PSEUDO_PNG, TRAINING_PNG)
 
 
-def relation_assign(role: str) -> Path:
-    return layout.RELATION / f"assign_{role}.parquet"
+relation_assign = layout.relation_assign
 
 
 def centers_assign(role: str) -> Path:
     return layout.CENTERS / f"assign_{role}.parquet"
-
-
-def relation_matrix_path(role: str) -> Path:
-    return layout.RELATION / f"C_{role}.npz"
 
 
 # ------------------------------------------------------------------ reading
@@ -127,7 +123,10 @@ def load_assignments(role: str, n_rows: int, zeroshot: Path | None = None) -> di
     for method in NO_TRAIN_METHODS:
         if method in relation.columns:
             out[method] = by_row(relation, method, n_rows, relation_assign(role))
-    out["ours"] = by_row(load_parquet(centers_assign(role)), "cluster", n_rows, centers_assign(role))
+    centers = load_parquet(centers_assign(role))
+    out["ours"] = by_row(centers, "cluster", n_rows, centers_assign(role))
+    if "init_cluster" in centers.columns:  # what training started from: the initial centers
+        out["ours_init"] = by_row(centers, "init_cluster", n_rows, centers_assign(role))
     if zeroshot is not None and zeroshot.is_file() and load_parquet_meta(zeroshot).get("available"):
         out["zeroshot"] = by_row(load_parquet(zeroshot), "cluster", n_rows, zeroshot)
     return out
@@ -300,31 +299,39 @@ def _history_figure(path: Path):
     history = pd.read_csv(path)
     if history.empty:
         return figures.message_figure("the training history is empty", "Training")
-    epochs = history["epoch"] if "epoch" in history.columns else pd.Series(np.arange(1, len(history) + 1))
+    x = next((c for c in ("step", "epoch") if c in history.columns), None)
+    steps = history[x] if x else pd.Series(np.arange(1, len(history) + 1))
+    # a term that is zero throughout is not in use (e.g. ce with ce_weight 0): no panel for it
     series = {c: history[c] for c in history.columns
-              if c != "epoch" and pd.api.types.is_numeric_dtype(history[c])}
+              if c != x and pd.api.types.is_numeric_dtype(history[c]) and history[c].abs().max() > 0}
     if not series:
         return figures.message_figure("the training history has no numeric columns", "Training")
-    return figures.training_figure(epochs, series)
+    return figures.training_figure(steps, series, x_label=x or "logged step")
 
 
 def key_params(params) -> dict[str, Any]:
-    """The settings a reader of the report needs, flat."""
+    """The settings a reader of the report needs, flat (temperatures as resolved for the model)."""
     p = params
+    spec = load_json(layout.RELATION_SPEC) if layout.RELATION_SPEC.is_file() else {}
+    trained = load_json(CENTERS_SUMMARY) if CENTERS_SUMMARY.is_file() else {}
+    relation = (f"ridge (lambda {p.relation.ridge_lambda} x the mean eigenvalue of T^T T"
+                + (f" = {spec['ridge_penalty']:.4g}" if spec.get("ridge_penalty") is not None else "") + ")"
+                if p.relation.kind == "ridge" else f"softmax (tau {spec.get('tau', p.relation.tau)})")
     out = {
         "dataset": f"{p.dataset.name} ({p.dataset.kind}, {p.dataset.root})",
         "splits (fit / eval)": f"{p.dataset.fit_split} / {p.dataset.eval_split}",
         "clusters K": p.dataset.num_clusters,
         "model": f"{Path(p.model.name).stem if p.model.name.endswith('.json') else p.model.name} "
-                 f"({p.model.pretrained})",
+                 f"({p.model.pretrained})" + (f", logit scale {spec['logit_scale']:.1f}"
+                                               if spec.get("logit_scale") else ""),
         "vocabulary": p.vocab.source,
         "noun filter": f"{p.nouns.filter} (gamma {p.nouns.gamma})",
-        "relation": (f"{p.relation.kind} (tau {p.relation.tau})" if p.relation.kind == "softmax"
-                     else f"{p.relation.kind} (lambda {p.relation.ridge_lambda})"),
+        "relation": relation,
         "neighbours": f"k {p.neighbors.k}, min agreement {p.neighbors.min_agreement}",
-        "centers": (f"n_ctx {p.centers.n_ctx}, tau {p.centers.tau}, {p.centers.epochs} epochs, "
-                    f"entropy weight {p.centers.entropy_weight}, ce weight {p.centers.ce_weight}, "
-                    f"lr {p.centers.lr}"),
+        "centers": (f"n_ctx {p.centers.n_ctx}, tau {trained.get('tau', p.centers.tau):.4g}, "
+                    f"{trained.get('steps', p.centers.steps)} steps, entropy weight {p.centers.entropy_weight}, "
+                    f"ce weight {p.centers.ce_weight}, lr {p.centers.lr}") if trained else
+                   f"n_ctx {p.centers.n_ctx}, tau {p.centers.tau}",
         "seed": p.seed,
     }
     return out
@@ -339,8 +346,6 @@ def _knn_options(params) -> dict[str, dict]:
 
 @app.command()
 def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    from laic_core.relation import normalize_rows
-
     params = load_params(params_file)
     K = params.dataset.num_clusters
     # The report names params' model: the features must be that model's.
@@ -396,11 +401,11 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     if fit_labels is not None:
         V_fit = load_npy(layout.features("fit"), mmap=True)
-        C_fit = normalize_rows(load_matrix(relation_matrix_path("fit")))
-        if V_fit.shape[0] != n_fit or C_fit.shape[0] != n_fit:
-            raise LaicError(f"fit features ({V_fit.shape[0]} rows) and C_fit ({C_fit.shape[0]} rows) "
+        rows_fit = load_matrix(layout.relation_rows("fit"))
+        if V_fit.shape[0] != n_fit or rows_fit.shape[0] != n_fit:
+            raise LaicError(f"fit features ({V_fit.shape[0]} rows) and relation rows ({rows_fit.shape[0]} rows) "
                             f"do not match the {n_fit} fit images; run `dvc repro`")
-        purity = purity_curves({"clip": V_fit, "relation": C_fit}, fit_labels, params.evaluate.purity_ks,
+        purity = purity_curves({"clip": V_fit, "relation": rows_fit}, fit_labels, params.evaluate.purity_ks,
                                sample=params.evaluate.purity_sample, seed=params.seed,
                                knn_options=_knn_options(params))
         pseudo_acc = mapped_accuracy(fit_labels, pseudo, {

@@ -25,3 +25,16 @@ def features(role: str) -> Path:
 def features_meta(role: str) -> Path:
     """One row per embedded image: row, source, label (when known)."""
     return FEATURES / f"{role}.parquet"
+
+
+def relation_rows(role: str) -> Path:
+    """(N, D) normalised relation rows (.npz, dense or CSR): dot products are cosines of rows of C."""
+    return RELATION / f"rows_{role}.npz"
+
+
+RELATION_SPEC = RELATION / "relation.json"  # kind, resolved temperature and penalty: how to recompute C
+
+
+def relation_assign(role: str) -> Path:
+    """The no-train clusterings of one split: row, clip_kmeans, tac_notrain, ours_notrain."""
+    return RELATION / f"assign_{role}.parquet"

@@ -17,6 +17,7 @@ from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.provenance import check_against_params, read_provenance
 from laic_core.relation import check_embeddings
+from laic_core.temperature import resolve_temperature
 from laic_core.vocab import default_n_groups, select_nouns
 from stages import layout
 from stages.runner import run, stage_app
@@ -30,8 +31,9 @@ MIN_NOUNS = 2
 def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
     params = load_params(params_file)
     p = params.nouns
-    check_against_params([layout.features_meta("fit"), layout.VOCAB / "nouns.parquet"], params.model,
-                         params_file, layout.HASH_CACHE)
+    provenance = check_against_params([layout.features_meta("fit"), layout.VOCAB / "nouns.parquet"],
+                                      params.model, params_file, layout.HASH_CACHE)
+    tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "nouns.tau")
     V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
     T = check_embeddings(load_npy(layout.VOCAB / "text.npy"), str(layout.VOCAB / "text.npy"), dim=V.shape[1])
     vocab = load_parquet(layout.VOCAB / "nouns.parquet")["noun"].tolist()
@@ -45,7 +47,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         n_groups = 0
     else:
         n_groups = default_n_groups(len(V), params.dataset.num_clusters, p.images_per_group)
-        index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=p.tau,
+        index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=tau,
                                             progress=True)
     if len(index) < MIN_NOUNS:
         raise LaicError(
@@ -59,7 +61,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         "score": score,
     })
     save_parquet(layout.NOUNS / "selected.parquet", table,
-                 {"filter": p.filter, "n_groups": n_groups, "gamma": p.gamma, "vocab_size": len(T),
+                 {"filter": p.filter, "n_groups": n_groups, "gamma": p.gamma, "vocab_size": len(T), "tau": tau,
                   "provenance": read_provenance(layout.VOCAB / "nouns.parquet")})
     save_npy(layout.NOUNS / "text.npy", np.ascontiguousarray(T[index], dtype=np.float32))
     print(f"nouns: kept {len(index)} of {len(T)} nouns ({p.filter} filter, {n_groups} image groups)")

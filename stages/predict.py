@@ -3,7 +3,7 @@
     python -m stages.predict FOLDER --out predictions.csv [--params params.yaml] [--on-error skip]
 
 Embeds every image under FOLDER with the model in params, assigns it to the
-nearest learned center (data/centers/centers.npy, temperature centers.tau)
+nearest learned center (data/centers/centers.npy, at the temperature it was trained with)
 and writes a CSV: source, cluster, cluster_name, confidence. Not a DVC stage:
 it reads the pipeline's outputs and writes only --out.
 """
@@ -34,8 +34,9 @@ from stages.runner import run, stage_app
 app = stage_app()
 
 
-def load_learned(params) -> tuple[np.ndarray, list[str]]:
-    """(K, d) centers and K cluster names; errors when missing or from another model."""
+def load_learned(params) -> tuple[np.ndarray, list[str], float]:
+    """(K, d) centers, K cluster names and the temperature they were trained with; errors when
+    missing or from another model."""
     for path in (CENTERS, PROMPTS, NAMES):
         if not path.is_file():
             raise LaicError(f"{path}: missing; the clusters have not been learned yet. "
@@ -52,7 +53,7 @@ def load_learned(params) -> tuple[np.ndarray, list[str]]:
     names = load_json(NAMES)
     if centers.ndim != 2 or len(names) != centers.shape[0]:
         raise LaicError(f"{CENTERS} and {NAMES} disagree on the number of clusters; rerun `dvc repro`")
-    return centers.astype(np.float32), [str(n.get("name", "")) for n in names]
+    return centers.astype(np.float32), [str(n.get("name", "")) for n in names], float(saved["tau"])
 
 
 @app.command()
@@ -67,7 +68,7 @@ def main(
     if not folder.is_dir():
         raise LaicError(f"{folder}: no such folder of images")
     params = load_params(params_file)
-    centers, names = load_learned(params)
+    centers, names, tau = load_learned(params)
     split = load_split("imagefolder", "", folder, "all")
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)
@@ -81,7 +82,7 @@ def main(
                       skip_hint="rerun with --on-error skip")
         keep = chunks.finite_rows()
         features = np.array(chunks.finalize(np.float32, keep=keep))
-    labels, confidence = assign_labels(features, centers, params.centers.tau)
+    labels, confidence = assign_labels(features, centers, tau)
     sources = [s for s, k in zip(split.sources(), keep) if k]
     table = pd.DataFrame({
         "source": sources,

@@ -1,9 +1,13 @@
-"""relation: the image-to-noun relational representation C and the no-train baselines.
+"""relation: the relational representation of every image, and the no-train clusterings.
 
-Writes data/relation/C_{fit,eval}.npz ((N, M'), dense or top-k CSR; see
-`relation.topk`) and data/relation/assign_{fit,eval}.parquet with the
-no-train clusterings clip_kmeans, tac_notrain and ours_notrain (k-means
-fitted on the fit split, every split assigned to the nearest centre).
+Writes data/relation/rows_{fit,eval}.npz: normalised rows whose dot products
+are the cosines between rows of C (ridge: (N, d), exact, never N x M';
+softmax: (N, M'), dense or top-k CSR; see `laic_core.relation`),
+data/relation/relation.json (the kind, the resolved temperature and penalty:
+enough to recompute rows of C from the features and nouns), and
+data/relation/assign_{fit,eval}.parquet with the no-train clusterings
+clip_kmeans, tac_notrain and ours_notrain (k-means fitted on the fit split,
+every split assigned to the nearest centre).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import numpy as np
 import pandas as pd
 import typer
 
-from laic_core.artifacts import load_npy, save_matrix, save_parquet
+from laic_core.artifacts import load_npy, save_json, save_matrix, save_parquet
 from laic_core.cluster import clip_kmeans, ours_notrain, tac_notrain
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.provenance import check_against_params
-from laic_core.relation import check_embeddings, choose_topk, relation_matrix, tac_text_features
+from laic_core.relation import (
+    check_embeddings, choose_topk, relation_embedding, ridge_penalty, tac_text_features,
+)
+from laic_core.temperature import resolve_temperature
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -31,8 +38,10 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     params = load_params(params_file)
     p = params.relation
     K = params.dataset.num_clusters
-    check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
-                          layout.NOUNS / "selected.parquet"], params.model, params_file, layout.HASH_CACHE)
+    provenance = check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
+                                       layout.NOUNS / "selected.parquet"], params.model, params_file,
+                                      layout.HASH_CACHE)
+    tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "relation.tau")
     noun_file = layout.NOUNS / "text.npy"
     T = check_embeddings(load_npy(noun_file), str(noun_file))
     V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
@@ -42,27 +51,41 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
             f"dataset.num_clusters: K={K} is larger than the {len(V['fit'])} images of the fit split; "
             "lower K or add images"
         )
-    topk = choose_topk(len(V["fit"]), len(T), p.topk)
-    C = {}
+    topk = choose_topk(len(V["fit"]), len(T), p.topk) if p.kind == "softmax" else 0
+    rows = {}
     for role in layout.ROLES:
-        C[role] = relation_matrix(V[role], T, kind=p.kind, tau=p.tau, ridge_lambda=p.ridge_lambda, topk=topk,
-                                  progress=True)
-        save_matrix(layout.RELATION / f"C_{role}.npz", C[role])
-    print(f"relation: C is {len(V['fit'])} x {len(T)} ({p.kind}, "
-          f"{'dense' if topk == 0 else f'top-{topk} sparse'})")
+        rows[role] = relation_embedding(V[role], T, kind=p.kind, tau=tau, ridge_lambda=p.ridge_lambda,
+                                        topk=topk, progress=True)
+        save_matrix(layout.relation_rows(role), rows[role])
+    spec = {
+        "kind": p.kind,
+        "tau": tau,
+        "ridge_lambda": p.ridge_lambda,
+        "ridge_penalty": ridge_penalty(T, p.ridge_lambda) if p.kind == "ridge" else None,
+        "logit_scale": provenance.get("logit_scale"),
+        "n_nouns": int(len(T)),
+        "row_dim": int(rows["fit"].shape[1]),
+        "sparse_topk": topk,
+    }
+    save_json(layout.RELATION_SPEC, spec)
+    shape = (f"ridge, lambda {p.ridge_lambda} x mean eigenvalue = {spec['ridge_penalty']:.4g}; rows kept in "
+             f"d={spec['row_dim']} dimensions" if p.kind == "ridge" else
+             f"softmax, tau {tau:.4g}; {'dense' if topk == 0 else f'top-{topk} sparse'}")
+    print(f"relation: C is {len(V['fit'])} x {len(T)} ({shape})")
 
     seed = params.seed
-    S = {role: tac_text_features(V[role], T, tau=p.tau) for role in layout.ROLES}
+    S = {role: tac_text_features(V[role], T, tau=tau) for role in layout.ROLES}
+    n_init = p.kmeans_n_init
     labels = {
-        "clip_kmeans": clip_kmeans(V["fit"], V["eval"], K, seed=seed),
-        "tac_notrain": tac_notrain(V["fit"], S["fit"], V["eval"], S["eval"], K, seed=seed),
-        "ours_notrain": ours_notrain(C["fit"], C["eval"], K, seed=seed),
+        "clip_kmeans": clip_kmeans(V["fit"], V["eval"], K, seed=seed, n_init=n_init),
+        "tac_notrain": tac_notrain(V["fit"], S["fit"], V["eval"], S["eval"], K, seed=seed, n_init=n_init),
+        "ours_notrain": ours_notrain(rows["fit"], rows["eval"], K, seed=seed, n_init=n_init),
     }
     for r, role in enumerate(layout.ROLES):
         table = pd.DataFrame({"row": np.arange(len(V[role]), dtype=np.int64)})
         for method, pair in labels.items():
             table[method] = pair[r].astype(np.int64)
-        save_parquet(layout.RELATION / f"assign_{role}.parquet", table, {"num_clusters": K})
+        save_parquet(layout.relation_assign(role), table, {"num_clusters": K})
 
 
 if __name__ == "__main__":

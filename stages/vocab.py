@@ -22,6 +22,7 @@ from laic_core.encode import distinct_token_rows, encode_nouns
 from laic_core.models import load_clip
 from laic_core.progress import progress_bar
 from laic_core.provenance import model_identity, record
+from laic_core.temperature import model_logit_scale
 from laic_core.text_tower import TextTower
 from laic_core.vocab import load_vocabulary, validate_templates
 from stages import layout
@@ -77,7 +78,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     save_parquet(layout.VOCAB / "nouns.parquet", pd.DataFrame({"noun": nouns}),
                  {"source": params.vocab.source, "templates": templates, "model": params.model.name,
                   "provenance": record(ident, out.read_chunk(0).shape[1], repr(bundle.preprocess),
-                                       str(bundle.dtype))})
+                                       str(bundle.dtype), model_logit_scale(bundle.model, params.model.pretrained))})
     out.finalize(np.float32)
 
 

@@ -37,7 +37,7 @@ def provenance_meta(name: str = "ViT-B-32", pretrained: str = "openai", dim: int
     """Parquet metadata saying which model made an embedding artifact, as embed and vocab write it."""
     from laic_core.provenance import model_identity, record
 
-    return {"provenance": record(model_identity(name, pretrained), dim)}
+    return {"provenance": record(model_identity(name, pretrained), dim, logit_scale=100.0)}
 
 
 def write_tiny_config(folder: Path) -> Path:

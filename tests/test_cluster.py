@@ -172,12 +172,12 @@ def test_tac_and_ours_notrain_recover_blobs():
     assert adjusted_rand_score(y_fit, fit_labels) == 1.0
     assert adjusted_rand_score(y_eval, eval_labels) == 1.0
 
-    C_fit, C_eval = relation_matrix(V_fit, T, tau=0.05), relation_matrix(V_eval, T, tau=0.05)
+    C_fit, C_eval = relation_matrix(V_fit, T, kind="softmax", tau=0.05), relation_matrix(V_eval, T, kind="softmax", tau=0.05)
     dense = ours_notrain(C_fit, C_eval, 3, seed=0)
     assert adjusted_rand_score(y_fit, dense[0]) == 1.0
     assert adjusted_rand_score(y_eval, dense[1]) == 1.0
-    C_fit_sparse = relation_matrix(V_fit, T, tau=0.05, topk=4)
-    C_eval_sparse = relation_matrix(V_eval, T, tau=0.05, topk=4)
+    C_fit_sparse = relation_matrix(V_fit, T, kind="softmax", tau=0.05, topk=4)
+    C_eval_sparse = relation_matrix(V_eval, T, kind="softmax", tau=0.05, topk=4)
     sparse = ours_notrain(C_fit_sparse, C_eval_sparse, 3, seed=0)
     assert adjusted_rand_score(y_fit, sparse[0]) == 1.0
     assert adjusted_rand_score(y_eval, sparse[1]) == 1.0

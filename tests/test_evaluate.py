@@ -66,8 +66,9 @@ def write_artifacts(root: Path, *, labels: bool = True, zeroshot: bool = True) -
         save_parquet(data / "features" / f"{role}.parquet", table,
                      {"dataset": "toy", "class_names": names, "skipped": [],
                       **provenance_meta("ViT-B-32", "none", DIM)})
-        # C rows carry no class information: its neighbours are less pure than CLIP's.
-        save_matrix(data / "relation" / f"C_{role}.npz", rng.random((len(y), 6)).astype(np.float32))
+        # Relation rows carry no class information: their neighbours are less pure than CLIP's.
+        rows = rng.random((len(y), 6)).astype(np.float32)
+        save_matrix(data / "relation" / f"rows_{role}.npz", rows / np.linalg.norm(rows, axis=1, keepdims=True))
 
     order = rng.permutation(N_EVAL)  # rows stored out of order: the stage must realign them
     save_parquet(data / "relation" / "assign_eval.parquet", pd.DataFrame({

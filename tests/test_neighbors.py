@@ -195,8 +195,8 @@ def test_relation_rows_give_purer_neighbourhoods_than_image_features():
 
     ks = [5, 10]
     image_purity = neighbor_purity_curve(V, labels, ks)
-    relation_purity = neighbor_purity_curve(normalize_rows(relation_matrix(V, T)), labels, ks)
-    sparse_purity = neighbor_purity_curve(normalize_rows(relation_matrix(V, T, topk=4)), labels, ks)
+    relation_purity = neighbor_purity_curve(normalize_rows(relation_matrix(V, T, kind="softmax")), labels, ks)
+    sparse_purity = neighbor_purity_curve(normalize_rows(relation_matrix(V, T, kind="softmax", topk=4)), labels, ks)
     for k in ks:
         assert relation_purity[k] > image_purity[k] + 0.1, (k, relation_purity, image_purity)
         assert sparse_purity[k] > image_purity[k] + 0.1, (k, sparse_purity, image_purity)

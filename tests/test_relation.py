@@ -11,8 +11,12 @@ from laic_core.errors import LaicError
 from laic_core.relation import (
     check_embeddings,
     choose_topk,
+    cluster_mean_relations,
     normalize_rows,
+    relation_embedding,
     relation_matrix,
+    ridge_factor,
+    ridge_penalty,
     tac_text_features,
 )
 from tests.conftest import unit_rows
@@ -84,7 +88,7 @@ def test_check_embeddings_rejects_bad_shapes_and_types(bad, match):
 def test_softmax_rows_sum_to_one_and_match_scipy(VT):
     V, T = VT
     for tau in (0.005, 0.1):
-        C = relation_matrix(V, T, tau=tau)
+        C = relation_matrix(V, T, kind="softmax", tau=tau)
         assert C.dtype == np.float32 and C.shape == (37, 23)
         np.testing.assert_allclose(C.sum(axis=1), 1.0, atol=1e-5)
         expected = softmax(V.astype(np.float64) @ T.T.astype(np.float64) / tau, axis=1)
@@ -93,7 +97,7 @@ def test_softmax_rows_sum_to_one_and_match_scipy(VT):
 
 def test_softmax_is_stable_for_tiny_tau(VT):
     V, T = VT
-    C = relation_matrix(V, T, tau=1e-4)  # logits up to 1e4: a naive exp overflows
+    C = relation_matrix(V, T, kind="softmax", tau=1e-4)  # logits up to 1e4: a naive exp overflows
     assert np.isfinite(C).all()
     np.testing.assert_array_equal(C.argmax(axis=1), (V @ T.T).argmax(axis=1))
 
@@ -103,10 +107,11 @@ def test_softmax_is_stable_for_tiny_tau(VT):
 
 def test_ridge_matches_closed_form_and_lstsq(VT):
     V, T = VT
-    lam = 0.7
-    C = relation_matrix(V, T, kind="ridge", ridge_lambda=lam)
+    C = relation_matrix(V, T, kind="ridge", ridge_lambda=0.7)
     V64, T64 = V.astype(np.float64), T.astype(np.float64)
-    M = T.shape[0]
+    M, d = T.shape
+    lam = 0.7 * M / d  # relative to the mean eigenvalue of T^T T: trace / d = M / d for unit rows
+    assert ridge_penalty(T, 0.7) == pytest.approx(lam)
     via_nouns = V64 @ T64.T @ np.linalg.inv(T64 @ T64.T + lam * np.eye(M))  # the M x M form
     np.testing.assert_allclose(C, via_nouns, atol=1e-4)
     # row i of C solves min ||v_i - T^T c||^2 + lam ||c||^2 = lstsq on [T^T; sqrt(lam) I]
@@ -114,6 +119,51 @@ def test_ridge_matches_closed_form_and_lstsq(VT):
     B = np.vstack([V64.T, np.zeros((M, V.shape[0]))])
     solution, *_ = np.linalg.lstsq(A, B, rcond=None)
     np.testing.assert_allclose(C, solution.T, atol=1e-4)
+
+
+def test_ridge_penalty_is_scale_free(VT):
+    """Listing every noun twice doubles T^T T; a relative penalty doubles with it, so each
+    image is explained exactly as before, its weight split evenly between the twins."""
+    V, T = VT
+    C = relation_matrix(V, T, kind="ridge", ridge_lambda=0.5)
+    twice = relation_matrix(V, np.vstack([T, T]), kind="ridge", ridge_lambda=0.5)
+    M = T.shape[0]
+    np.testing.assert_allclose(twice[:, :M], C / 2, atol=1e-5)
+    np.testing.assert_allclose(twice[:, :M] + twice[:, M:], C, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(23, 16), (9, 16)])  # more nouns than dimensions, and fewer
+def test_ridge_embedding_has_the_cosines_of_the_rows_of_C(shape):
+    rng = np.random.default_rng(3)
+    V, T = unit_rows(rng, 40, shape[1]), unit_rows(rng, *shape)
+    factor = ridge_factor(T, 1.0)
+    assert factor.shape == (16, 16)
+    Z = relation_embedding(V, T, kind="ridge", ridge_lambda=1.0, block_size=7)
+    assert Z.shape == (40, 16) and Z.dtype == np.float32
+    C = normalize_rows(relation_matrix(V, T, kind="ridge", ridge_lambda=1.0))
+    np.testing.assert_allclose(Z @ Z.T, C @ C.T, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
+    # softmax has no such factorisation: its embedding is the normalised C itself
+    S = relation_embedding(V, T, kind="softmax", tau=0.1)
+    np.testing.assert_allclose(S, normalize_rows(relation_matrix(V, T, kind="softmax", tau=0.1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "softmax"])
+def test_cluster_mean_relations_are_the_means_of_the_rows_of_C(VT, kind):
+    V, T = VT
+    labels = np.arange(37) % 4
+    labels[labels == 3] = 2  # cluster 3 stays empty
+    rows = np.arange(37) % 3 != 0
+    C = relation_matrix(V, T, kind=kind, tau=0.1, ridge_lambda=2.0).astype(np.float64)
+    means, counts = cluster_mean_relations(V, T, labels, 4, rows=rows, kind=kind, tau=0.1, ridge_lambda=2.0,
+                                           block_size=5)
+    for k in range(3):
+        chosen = rows & (labels == k)
+        assert counts[k] == chosen.sum()
+        np.testing.assert_allclose(means[k], C[chosen].mean(axis=0), atol=1e-5)
+    assert counts[3] == 0 and not means[3].any()
+    with pytest.raises(LaicError, match="0..3"):
+        cluster_mean_relations(V, T, np.full(37, 4), 4)
 
 
 # ------------------------------------------------------------------ top-k sparse
@@ -143,7 +193,7 @@ def test_topk_keeps_exactly_the_largest_entries(VT, kind):
 def test_topk_ties_go_to_the_lower_column():
     V = np.eye(4, dtype=np.float32)[:2]
     T = np.eye(4, dtype=np.float32)[[2, 3, 1, 0, 2, 3]]  # rows 0,4 and 1,5 are duplicates
-    C = relation_matrix(V, T, tau=1.0, topk=3)
+    C = relation_matrix(V, T, kind="softmax", tau=1.0, topk=3)
     # image 0 = e0: best noun 3 (e0), then five nouns tie at 0 -> the lowest columns 0, 1
     np.testing.assert_array_equal(C.indices.reshape(2, 3), [[0, 1, 3], [0, 1, 2]])
 
@@ -204,7 +254,7 @@ def test_relation_validation_errors(VT):
     with pytest.raises(LaicError, match="kind 'cosine' is unknown.*softmax, ridge"):
         relation_matrix(V, T, kind="cosine")
     with pytest.raises(LaicError, match="tau"):
-        relation_matrix(V, T, tau=0.0)
+        relation_matrix(V, T, kind="softmax", tau=0.0)
     with pytest.raises(LaicError, match="ridge_lambda"):
         relation_matrix(V, T, kind="ridge", ridge_lambda=-1.0)
     with pytest.raises(LaicError, match="topk=24 exceeds the number of nouns M=23"):

@@ -1,0 +1,106 @@
+"""Words for clusters: each center's initial noun, and the names reported for each cluster.
+
+Both read per-cluster mean relations, ``(K, M')`` float rows of mean C weight
+over a cluster's members (`laic_core.relation.cluster_mean_relations`), so
+neither ever needs C itself.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from laic_core.errors import LaicError
+
+
+def _check_scores(scores, noun_names: Sequence[str], what: str) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(noun_names):
+        raise LaicError(f"{what} must be (K, M') with one column per selected noun ({len(noun_names)}), "
+                        f"got shape {scores.shape}; they must be the same selected nouns in the same order")
+    if scores.shape[1] == 0:
+        raise LaicError("there are no selected nouns; no noun can be chosen")
+    return scores
+
+
+def cluster_init_nouns(scores, noun_names: Sequence[str], *, distinct: bool = True) -> list[str]:
+    """One initial noun per cluster: the selected noun of largest mean C weight.
+
+    scores: (K, M') mean relation of each cluster's members (usually its
+    reliable members) to each selected noun; noun_names: the M' nouns.
+
+    Distinct clusters can share a top noun. With a template-initialised context
+    two such clusters would start as the same center and never separate (they
+    get identical gradients), so with `distinct` (and M' >= K) ties are
+    resolved by the one-to-one cluster-to-noun matching of largest total mean
+    weight (Hungarian); when the top nouns are already distinct that matching
+    is exactly the per-cluster argmax.
+    """
+    scores = _check_scores(scores, noun_names, "scores")
+    n_clusters, n_nouns = scores.shape
+    best = scores.argmax(axis=1)
+    if distinct and n_nouns >= n_clusters and np.unique(best).size < n_clusters:
+        rows, cols = linear_sum_assignment(scores, maximize=True)
+        best = np.empty(n_clusters, np.int64)
+        best[rows] = cols
+    return [str(noun_names[j]) for j in best]
+
+
+def name_clusters(
+    centers,
+    vocab_text,
+    vocab_nouns: Sequence[str],
+    member_scores,
+    selected_nouns: Sequence[str],
+    sizes,
+    top: int = 5,
+    *,
+    block_size: int = 256,
+) -> list[dict]:
+    """Per cluster: its size, the vocabulary nouns nearest to its center, and
+    the selected nouns with the largest mean C weight among its members.
+
+    centers: (K, d) unit rows; vocab_text: (M, d) unit noun embeddings with
+    names vocab_nouns; member_scores: (K, M') mean relation of each cluster's
+    members to the selected nouns; sizes: (K,) members per cluster.
+    Returns K dicts: {cluster, size, empty, name, nearest_nouns: [{noun, cosine}],
+    member_nouns: [{noun, weight}]}; `name` is the nearest vocabulary noun, or
+    "" for an empty cluster (it describes no image, so it is not named).
+    """
+    W = torch.from_numpy(np.array(centers, dtype=np.float32))
+    T = torch.from_numpy(np.array(vocab_text, dtype=np.float32))  # a copy: memmaps are read-only
+    if T.ndim != 2 or T.shape[1] != W.shape[1] or len(vocab_nouns) != T.shape[0]:
+        raise LaicError(f"vocabulary embeddings {tuple(T.shape)} must be (M, d) with d={W.shape[1]} "
+                        f"and one row per vocabulary noun ({len(vocab_nouns)})")
+    means = _check_scores(member_scores, selected_nouns, "member_scores")
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n_clusters = W.shape[0]
+    if means.shape[0] != n_clusters or sizes.shape != (n_clusters,):
+        raise LaicError(f"{n_clusters} centers but member scores for {means.shape[0]} clusters and "
+                        f"{sizes.shape} sizes; they must describe the same clusters")
+    top_vocab = min(top, T.shape[0])
+    top_sel = min(top, len(selected_nouns))
+    nearest: list[list[dict]] = []
+    with torch.no_grad():
+        for start in range(0, n_clusters, block_size):
+            cos, idx = (W[start:start + block_size] @ T.T).topk(top_vocab, dim=1)
+            for row_cos, row_idx in zip(cos.tolist(), idx.tolist()):
+                nearest.append([{"noun": str(vocab_nouns[j]), "cosine": round(c, 6)}
+                                for c, j in zip(row_cos, row_idx)])
+    out = []
+    for k in range(n_clusters):
+        empty = bool(sizes[k] == 0)
+        order = [] if empty else np.argsort(-means[k], kind="stable")[:top_sel]
+        out.append({
+            "cluster": k,
+            "size": int(sizes[k]),
+            "empty": empty,
+            "name": "" if empty else nearest[k][0]["noun"] if nearest[k] else "",
+            "nearest_nouns": nearest[k],
+            "member_nouns": [{"noun": str(selected_nouns[j]), "weight": round(float(means[k, j]), 6)}
+                             for j in order],
+        })
+    return out
