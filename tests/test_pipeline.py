@@ -86,7 +86,7 @@ def make_repo(root: Path, *, labelled: bool = True) -> Path:
     params["vocab"].update(source="nouns.txt", templates=["a photo of a {}.", "art of the {}."])
     params["nouns"].update(images_per_group=4, gamma=2)
     params["neighbors"].update(k=3, min_agreement=0.6)
-    params["centers"].update(epochs=3, batch_size=16)
+    params["centers"].update(steps=6, batch_size=16)
     params["evaluate"].update(purity_ks=[1, 3])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
@@ -126,19 +126,19 @@ def test_repro_produces_every_artifact_and_is_cached(repo):
 
 
 def test_exp_run_reruns_only_downstream_of_the_changed_param(repo):
-    proc = sh(repo, "dvc", "exp", "run", "-S", "relation.tau=0.02")
+    proc = sh(repo, "dvc", "exp", "run", "-S", "relation.ridge_lambda=0.1")
     ran = ran_stages(proc)
     assert "relation" in ran and "neighbors" in ran
     assert not ran & {"embed", "vocab", "nouns"}
     # `dvc exp run` leaves the experiment's results in the workspace.
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", "--json").stdout)
-    tau = params_diff["params.yaml"]["relation.tau"]
-    assert (tau["old"], tau["new"]) == (0.005, 0.02)
+    lam = params_diff["params.yaml"]["relation.ridge_lambda"]
+    assert (lam["old"], lam["new"]) == (1.0, 0.1)
     metrics_diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)
     changed = {f"{f}:{k}" for f, entries in metrics_diff.items() for k in entries}
-    assert changed, "dvc metrics diff shows no change after relation.tau changed"
-    assert any(c.startswith("metrics/diagnostics.json") or c.startswith("metrics/neighbors.json")
-               or c.startswith("metrics/scores.json") for c in changed)
+    assert changed, "dvc metrics diff shows no change after relation.ridge_lambda changed"
+    assert any(c.startswith(("metrics/diagnostics.json", "metrics/neighbors.json", "metrics/scores.json",
+                             "metrics/centers.json")) for c in changed), changed
 
 
 def content(path: Path) -> bytes:
@@ -247,7 +247,7 @@ def test_kill_9_of_dvc_stops_the_running_stage(repo):
 
     original = (repo / "params.yaml").read_text()
     params = yaml.safe_load(original)
-    params["centers"]["epochs"] = 400  # a stage that runs for minutes
+    params["centers"]["steps"] = 200_000  # a stage that runs for minutes
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # DVC deletes a stage's outputs before running it; those it does not cache
     # (metrics, kept by git in a real project) are restored from this copy.
