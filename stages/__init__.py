@@ -1,6 +1,9 @@
 """One thin Typer command per DVC stage: read params and inputs, call laic_core, write outputs."""
 
 import os
+import time
+
+STARTED = time.perf_counter()  # wall time of a stage counts from here: imports (torch) included
 
 if os.environ.get("DVC_STAGE"):
     # First thing under dvc, before a stage module imports torch (seconds): if

@@ -98,4 +98,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run(app)
+    run(app, record_cost=False)

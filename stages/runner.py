@@ -147,13 +147,22 @@ def under_dvc() -> bool:
     return bool(os.environ.get("DVC_STAGE"))
 
 
-def run(app: typer.Typer) -> None:
+def run(app: typer.Typer, *, record_cost: bool = True) -> None:
+    """Run a stage's command; on success, record what it cost (stages/cost.py)."""
     global _in_run
+    from stages.cost import CostMeter
+
+    meter = CostMeter()
     try:
         _in_run = True
         if under_dvc():
             exit_with_parent()  # armed already by `import stages` unless run differently
-        app()
+        try:
+            app()  # typer exits: SystemExit(0) after a successful command
+        except SystemExit as done:
+            if done.code in (0, None) and record_cost and "--help" not in sys.argv[1:]:
+                meter.write()
+            raise
     except LaicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

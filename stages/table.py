@@ -344,4 +344,4 @@ def datasets_command() -> None:
 
 
 if __name__ == "__main__":
-    run_app(app)
+    run_app(app, record_cost=False)
