@@ -10,7 +10,6 @@ fitted on the fit split and both splits are assigned to the nearest centre.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,47 +18,15 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from laic_core.errors import LaicError
 from laic_core.progress import progress_bar
-from laic_core.relation import check_embeddings, normalize_rows
+from laic_core.relation import normalize_rows
+from laic_core.validation import check_embeddings, finite_rows, positive_int
+from laic_core.validation import n_clusters as check_n_clusters, seed as check_seed
 
 _BLOCK_ENTRIES = 1 << 24  # (rows x clusters) similarity entries per block: 64 MB of float32
 _MINIBATCH_SIZE = 4096
 
 
 # ------------------------------------------------------------------ validation
-
-
-def _as_matrix(X, name: str = "X"):
-    """X as float32 CSR or C-contiguous float32 ndarray; 2-D, non-empty, finite."""
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
-        finite = np.isfinite(X.data).all()
-    else:
-        X = np.asarray(X)
-        if X.ndim != 2 or not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
-            raise LaicError(f"{name} must be a 2-D numeric (N, D) array or sparse matrix, "
-                            f"got shape {X.shape} dtype {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        finite = np.isfinite(X).all()
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise LaicError(f"{name} is empty (shape {X.shape}): there is nothing to cluster")
-    if not finite:
-        raise LaicError(f"{name} holds NaN or inf values: re-run the stage that computed it")
-    return X
-
-
-def _check_n_clusters(n_clusters, n_rows: int, what: str = "K") -> int:
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral) or n_clusters < 1:
-        raise LaicError(f"{what}={n_clusters!r}: give a positive integer number of clusters")
-    if n_clusters > n_rows:
-        raise LaicError(f"{what}={n_clusters} is larger than the number of images N={n_rows}: "
-                        f"every cluster needs at least one image; use {what} <= {n_rows}")
-    return int(n_clusters)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise LaicError(f"seed={seed!r}: give a non-negative integer")
-    return int(seed)
 
 
 def _rows_per_block(n_cols: int) -> int:
@@ -85,12 +52,11 @@ def kmeans_fit(
     where full Lloyd passes over N x D would dominate the pipeline.
     Returns (centers (K, D) float32 dense, labels (N,) int64).
     """
-    X = _as_matrix(X)
-    n_clusters = _check_n_clusters(n_clusters, X.shape[0])
-    seed = _check_seed(seed)
+    X = finite_rows(X, "X")
+    n_clusters = check_n_clusters(n_clusters, X.shape[0])
+    seed = check_seed(seed)
     for value, name in ((n_init, "n_init"), (max_iter, "max_iter"), (minibatch_above, "minibatch_above")):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise LaicError(f"{name}={value!r}: give a positive integer")
+        positive_int(value, name)
     if X.shape[0] > minibatch_above:
         model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init,
                                 max_iter=max_iter, batch_size=_MINIBATCH_SIZE)
@@ -106,8 +72,8 @@ def kmeans_predict(X, centers) -> np.ndarray:
     X: (N, D) dense array or CSR; centers: (K, D). Returns (N,) int64.
     Works in row blocks: memory O(block * K) beyond the inputs.
     """
-    X = _as_matrix(X)
-    centers = _as_matrix(centers, "centers")
+    X = finite_rows(X, "X")
+    centers = finite_rows(centers, "centers")
     if sp.issparse(centers):
         centers = centers.toarray()
     if centers.shape[1] != X.shape[1]:
@@ -201,11 +167,10 @@ def spherical_kmeans(
     """
     X = check_embeddings(X, "X (rows to cluster)")
     n_rows, dim = X.shape
-    n_clusters = _check_n_clusters(n_clusters, n_rows, "L")
-    seed = _check_seed(seed)
+    n_clusters = check_n_clusters(n_clusters, n_rows, "L")
+    seed = check_seed(seed)
     for value, name in ((n_iter, "n_iter"), (init_sample, "init_sample")):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise LaicError(f"{name}={value!r}: give a positive integer")
+        positive_int(value, name)
     rng = np.random.default_rng(seed)
     if init is None:
         centers = _kmeans_pp_cosine(X, n_clusters, rng, init_sample)
@@ -308,6 +273,6 @@ def ours_notrain(C_fit, C_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[
     C_*: (N_*, M) relation matrices, dense or CSR, over the same nouns.
     Returns (labels_fit, labels_eval) int64.
     """
-    C_fit = normalize_rows(_as_matrix(C_fit, "C_fit"))
-    C_eval = normalize_rows(_as_matrix(C_eval, "C_eval"))
+    C_fit = normalize_rows(finite_rows(C_fit, "C_fit"))
+    C_eval = normalize_rows(finite_rows(C_eval, "C_eval"))
     return _fit_and_assign(C_fit, C_eval, K, seed, n_init)

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from laic_core.errors import LaicError
+from laic_core.validation import labels as check_labels
 
 _DECIMALS = 6
 
@@ -31,27 +32,10 @@ _DECIMALS = 6
 # ---------------------------------------------------------------- validation
 
 
-def _as_labels(values, name: str) -> np.ndarray:
-    """`values` as a 1-D int64 array; whole-number floats are accepted (pandas
-    turns int columns with gaps into float), anything else is an error."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise LaicError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}; flatten it first")
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise LaicError(f"{name} must hold integer labels, got dtype {arr.dtype}; map labels to integers first")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            raise LaicError(f"{name} contains NaN or inf; mark unlabelled samples with -1 instead")
-        if not np.all(arr == np.round(arr)):
-            example = arr[arr != np.round(arr)][0]
-            raise LaicError(f"{name} must be integer-valued, got fractional values such as {example}")
-    return arr.astype(np.int64, copy=False)
-
-
 def _labelled_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, int]:
     """Validated (y_true, y_pred) restricted to labelled samples, and how many were dropped."""
-    true = _as_labels(y_true, "y_true")
-    pred = _as_labels(y_pred, "y_pred")
+    true = check_labels(y_true, "y_true")
+    pred = check_labels(y_pred, "y_pred")
     if true.shape[0] != pred.shape[0]:
         raise LaicError(
             f"y_true has {true.shape[0]} labels but y_pred has {pred.shape[0]}; "
@@ -259,7 +243,7 @@ def cluster_sizes(y_pred, n_clusters: int) -> list[int]:
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
         raise LaicError(f"n_clusters must be a positive integer, got {n_clusters!r}")
-    pred = _as_labels(y_pred, "y_pred")
+    pred = check_labels(y_pred, "y_pred")
     if pred.shape[0] == 0:
         raise LaicError("y_pred is empty; there are no assignments to count")
     low, high = int(pred.min()), int(pred.max())

@@ -15,7 +15,6 @@ shapes in the last bit).
 
 from __future__ import annotations
 
-import numbers
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
@@ -24,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
+from laic_core.validation import finite_rows, int_at_least
 from laic_core.progress import progress_bar
 
 KNN_METHODS = ("exact", "faiss")
@@ -117,7 +117,7 @@ def _merge_lex(best: tuple[torch.Tensor, torch.Tensor] | None, values: torch.Ten
 
 
 def _check_k(k, n_rows: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_rows - 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_rows - 1:
         raise LaicError(f"k={k!r} neighbours: give an integer in [1, N-1] = [1, {n_rows - 1}] "
                         f"for N={n_rows} rows" + (" (one row has no neighbours)" if n_rows < 2 else ""))
     return int(k)
@@ -125,22 +125,7 @@ def _check_k(k, n_rows: int) -> int:
 
 def _as_rows(X):
     """X as float32 CSR or C-contiguous float32 ndarray, validated 2-D and finite."""
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
-        if not np.isfinite(X.data).all():
-            raise LaicError(f"X has {int((~np.isfinite(X.data)).sum())} NaN or inf entries: "
-                            "neighbours need finite rows")
-        return X
-    X = np.asarray(X)
-    if X.ndim != 2 or not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
-        raise LaicError(f"X must be a 2-D numeric (N, D) array or CSR matrix, got shape "
-                        f"{X.shape} dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    bad = ~np.isfinite(X).all(axis=1)
-    if bad.any():
-        raise LaicError(f"X has {int(bad.sum())} row(s) with NaN or inf (first: row "
-                        f"{int(np.argmax(bad))}): neighbours need finite rows")
-    return X
+    return finite_rows(X, "X", "neighbours need finite rows")
 
 
 def knn(
@@ -175,15 +160,11 @@ def knn(
     """
     if method not in KNN_METHODS:
         raise LaicError(f"knn method {method!r} is unknown: choose one of {', '.join(KNN_METHODS)}")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
-        raise LaicError(f"block_size={block_size!r}: give a positive number of rows per block")
-    if isinstance(max_block_entries, bool) or not isinstance(max_block_entries, numbers.Integral) \
-            or max_block_entries < 1:
-        raise LaicError(f"max_block_entries={max_block_entries!r}: give a positive number of entries")
+    int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    int_at_least(max_block_entries, "max_block_entries", 1, "give a positive number of entries")
     if n_jobs is None:
         n_jobs = torch.get_num_threads()
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
-        raise LaicError(f"n_jobs={n_jobs!r}: give a positive number of threads")
+    int_at_least(n_jobs, "n_jobs", 1, "give a positive number of threads")
     X = _as_rows(X)
     k = _check_k(k, X.shape[0])
     if method == "faiss":
@@ -341,7 +322,7 @@ def consistency_filter(knn_idx, pseudo_labels, min_agreement: float = 1.0) -> np
     knn_idx: (N, k) int; pseudo_labels: (N,) int; min_agreement in (0, 1]
     (1.0 = all neighbours agree). Returns (N,) bool.
     """
-    if isinstance(min_agreement, bool) or not isinstance(min_agreement, numbers.Real) \
+    if isinstance(min_agreement, bool) or not isinstance(min_agreement, (int, float, np.floating)) \
             or not 0 < min_agreement <= 1:
         raise LaicError(f"min_agreement={min_agreement!r}: give a fraction in (0, 1] "
                         "(1.0 keeps samples whose neighbours all agree)")

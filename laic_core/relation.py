@@ -26,78 +26,20 @@ in a CSR matrix: peak memory O(block_size * M + N * topk).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
+from laic_core.validation import check_embeddings, int_at_least, positive_float
 from laic_core.progress import progress_bar
 from laic_core.neighbors import _lex_topk
 
 RELATION_KINDS = ("softmax", "ridge")
-_CHECK_BLOCK = 65536  # rows per block when validating (bounds temporaries to ~130 MB at d=512)
 DEFAULT_SPARSE_TOPK = 64  # entries kept per row when `choose_topk` decides C is too big to be dense
 
 
 # ------------------------------------------------------------------ validation
-
-
-def check_embeddings(X, name: str, *, dim: int | None = None, atol: float = 1e-3) -> np.ndarray:
-    """Validate a matrix of L2-normalised embeddings and return it as float32.
-
-    X: (n, d) float array (float16/float32/float64) of unit rows.
-    dim: the dimension X must have (that of the embeddings it is compared with).
-    Returns a C-contiguous (n, d) float32 array (X itself when it already is one).
-    Raises LaicError naming the culprit: wrong type or shape, empty, NaN/inf
-    rows (how many and the first), a row that is not unit norm (the worst one
-    and its norm), or a dimension mismatch (both dimensions).
-    """
-    if sp.issparse(X):
-        raise LaicError(f"{name} must be a dense (n, d) array of embeddings, got a sparse matrix")
-    X = np.asarray(X)
-    if X.dtype == object or not np.issubdtype(X.dtype, np.floating):
-        raise LaicError(f"{name} must be a float array of embeddings, got dtype {X.dtype}")
-    if X.ndim != 2:
-        hint = " (a single embedding? use X.reshape(1, -1))" if X.ndim == 1 else ""
-        raise LaicError(f"{name} must be a 2-D (n, d) array, got shape {X.shape}{hint}")
-    n_rows, n_dims = X.shape
-    if n_rows == 0 or n_dims == 0:
-        raise LaicError(f"{name} is empty (shape {X.shape}): there is nothing to compare")
-    if dim is not None and n_dims != dim:
-        raise LaicError(
-            f"{name} have dimension {n_dims}, but the embeddings they are compared with have "
-            f"dimension {dim}: image and text embeddings probably come from different models; "
-            "re-run the embed and vocab stages with the same model.name and model.pretrained")
-    X = np.ascontiguousarray(X, dtype=np.float32)
-
-    n_bad, first_bad = 0, -1
-    worst_row, worst_dev, worst_norm = -1, -1.0, 1.0
-    for start in range(0, n_rows, _CHECK_BLOCK):
-        block = X[start:start + _CHECK_BLOCK]
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            if first_bad < 0:
-                first_bad = start + int(np.argmax(bad))
-            n_bad += int(bad.sum())
-            continue
-        if n_bad:
-            continue  # norms are moot once there are NaN rows; keep counting them
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        deviation = np.abs(norms - 1.0)
-        row = int(np.argmax(deviation))
-        if deviation[row] > worst_dev:
-            worst_row, worst_dev, worst_norm = start + row, float(deviation[row]), float(norms[row])
-    if n_bad:
-        raise LaicError(
-            f"{name} has {n_bad} row(s) with NaN or inf values (first: row {first_bad}); "
-            "re-run the stage that computed them, or drop those rows")
-    if worst_dev > atol:
-        raise LaicError(
-            f"{name} rows must be L2-normalised (norm 1 within {atol:g}); row {worst_row} has norm "
-            f"{worst_norm:.6g}. Normalise them first: X / np.linalg.norm(X, axis=1, keepdims=True)")
-    return X
 
 
 def _check_pair(V, T) -> tuple[np.ndarray, np.ndarray]:
@@ -110,21 +52,8 @@ def _check_pair(V, T) -> tuple[np.ndarray, np.ndarray]:
     return V, T
 
 
-def _positive_float(value, name: str, hint: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
-            or value <= 0:
-        raise LaicError(f"{name}={value!r}: {hint}")
-    return float(value)
-
-
-def _int_at_least(value, name: str, low: int, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise LaicError(f"{name}={value!r}: {hint}")
-    return int(value)
-
-
 def _check_topk(topk, n_cols: int) -> int:
-    topk = _int_at_least(topk, "topk", 0, "give 0 for a dense C or the number of entries kept per row")
+    topk = int_at_least(topk, "topk", 0, "give 0 for a dense C or the number of entries kept per row")
     if topk > n_cols:
         raise LaicError(f"topk={topk} exceeds the number of nouns M={n_cols}: "
                         f"keep at most {n_cols} entries per row, or 0 for a dense C")
@@ -152,7 +81,7 @@ def ridge_penalty(T, ridge_lambda: float) -> float:
     of an average direction and the size of C alike, for any M and d.
     """
     T = np.asarray(T)
-    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda",
+    ridge_lambda = positive_float(ridge_lambda, "ridge_lambda",
                                    "give a ridge penalty > 0, relative to the mean eigenvalue of T^T T (e.g. 1.0)")
     mean_eigenvalue = float(np.einsum("ij,ij->", T, T, dtype=np.float64)) / T.shape[1]
     return ridge_lambda * mean_eigenvalue
@@ -212,12 +141,12 @@ def relation_matrix(
     V, T = _check_pair(V, T)
     if kind not in RELATION_KINDS:
         raise LaicError(f"relation kind {kind!r} is unknown: choose one of {', '.join(RELATION_KINDS)}")
-    tau = _positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
-    ridge_lambda = _positive_float(ridge_lambda, "ridge_lambda",
+    tau = positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
+    ridge_lambda = positive_float(ridge_lambda, "ridge_lambda",
                                    "give a ridge penalty > 0, relative to the mean eigenvalue of T^T T (e.g. 1.0)")
     n_rows, n_cols = V.shape[0], T.shape[0]
     topk = _check_topk(topk, n_cols)
-    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
 
     V_t = torch.from_numpy(V)
     if kind == "softmax":
@@ -290,7 +219,7 @@ def relation_embedding(
     if kind != "ridge":
         return normalize_rows(relation_matrix(V, T, kind=kind, tau=tau, ridge_lambda=ridge_lambda, topk=topk,
                                               block_size=min(block_size, 8192), progress=progress))
-    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
     factor = ridge_factor(T, ridge_lambda)
     out = np.empty((V.shape[0], factor.shape[1]), dtype=np.float32)
     with progress_bar(V.shape[0], "relation", unit="row", enabled=progress) as bar:
@@ -384,8 +313,8 @@ def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192) -> np
     Returns (N, d) float32 unit rows. Memory: O(block_size * M) beyond the output.
     """
     V, T = _check_pair(V, T)
-    tau = _positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
-    block_size = _int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
+    tau = positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
+    block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
     V_t, T_t = torch.from_numpy(V), torch.from_numpy(T)
     S = np.empty_like(V)
     for start in range(0, V.shape[0], block_size):
@@ -404,10 +333,10 @@ def choose_topk(n_rows: int, n_cols: int, topk: int, max_dense_entries: int = 50
     (50M float32 = 200 MB by default), otherwise ``min(n_cols, 64)`` entries
     per row, which keeps C at O(N * 64) memory (ImageNet: 1.28M rows -> 0.7 GB).
     """
-    n_rows = _int_at_least(n_rows, "n_rows", 1, "give the number of images (>= 1)")
-    n_cols = _int_at_least(n_cols, "n_cols", 1, "give the number of nouns (>= 1)")
+    n_rows = int_at_least(n_rows, "n_rows", 1, "give the number of images (>= 1)")
+    n_cols = int_at_least(n_cols, "n_cols", 1, "give the number of nouns (>= 1)")
     topk = _check_topk(topk, n_cols)
-    max_dense_entries = _int_at_least(max_dense_entries, "max_dense_entries", 0,
+    max_dense_entries = int_at_least(max_dense_entries, "max_dense_entries", 0,
                                       "give the largest dense C allowed, in entries")
     if topk > 0:
         return topk

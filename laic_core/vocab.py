@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
-import operator
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from laic_core.errors import LaicError
+from laic_core.validation import float_matrix, positive_int
 
 # TAC's seven noun templates (text_embedding.py of XLearning-SCU/2024-ICML-TAC):
 # the 7-prompt subset of CLIP's ImageNet ensemble, from OpenAI's notebook
@@ -162,9 +162,9 @@ def default_n_groups(n_fit: int, n_clusters: int, images_per_group: int = 300) -
     in TAC's script) and caps L at n_fit so that every group can hold an image.
     TAC's script hard-codes 17 for STL-10, below the 3 K = 30 this rule gives.
     """
-    n_fit = _positive_int(n_fit, "n_fit")
-    n_clusters = _positive_int(n_clusters, "n_clusters")
-    images_per_group = _positive_int(images_per_group, "images_per_group")
+    n_fit = positive_int(n_fit, "n_fit")
+    n_clusters = positive_int(n_clusters, "n_clusters")
+    images_per_group = positive_int(images_per_group, "images_per_group")
     by_size = (2 * n_fit + images_per_group) // (2 * images_per_group)  # round half up
     return min(max(by_size, 3 * n_clusters), n_fit)
 
@@ -187,8 +187,8 @@ def select_nouns(
     ``n_groups`` k-means centres of V (deterministic given ``seed``).
     progress: show the k-means iterations on a terminal.
     """
-    V = _matrix(V, "V (image embeddings)")
-    n_groups = _positive_int(n_groups, "n_groups")
+    V = float_matrix(V, "V (image embeddings)")
+    n_groups = positive_int(n_groups, "n_groups")
     if n_groups > V.shape[0]:
         raise LaicError(f"n_groups={n_groups} exceeds the {V.shape[0]} images: "
                         "use at most one group per image")
@@ -219,12 +219,12 @@ def select_nouns_from_centers(
     descending, then noun index. Works in blocks of nouns: memory is
     O(M + block * L), never (M, L).
     """
-    centers = _matrix(centers, "centers")
-    T = _matrix(T, "T (noun embeddings)")
+    centers = float_matrix(centers, "centers")
+    T = float_matrix(T, "T (noun embeddings)")
     if centers.shape[1] != T.shape[1]:
         raise LaicError(f"centers have dimension {centers.shape[1]} but noun embeddings have "
                         f"{T.shape[1]}: both must come from the same CLIP model")
-    gamma = _positive_int(gamma, "gamma")
+    gamma = positive_int(gamma, "gamma")
     if not (isinstance(tau, (int, float, np.floating)) and np.isfinite(tau) and tau > 0):
         raise LaicError(f"tau={tau!r}: give a softmax temperature > 0 (TAC uses 1)")
 
@@ -260,28 +260,3 @@ def _best_center(centers: np.ndarray, T: np.ndarray, tau: float) -> tuple[np.nda
         group[start:stop] = best
         score[start:stop] = 1.0 / normaliser
     return group, score
-
-
-# ------------------------------------------------------------------ validation
-
-
-def _matrix(array: np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(array)  # a view, never a copy, of ndarrays and memmaps
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise LaicError(f"{name} must be a non-empty 2-D array (rows x dimension), "
-                        f"got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise LaicError(f"{name} must hold floating-point embeddings, got dtype {array.dtype}")
-    return array
-
-
-def _positive_int(value: int, name: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise LaicError(f"{name}={value!r}: give a positive integer") from None
-    if number < 1:
-        raise LaicError(f"{name}={value!r}: give a positive integer")
-    return number
