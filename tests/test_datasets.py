@@ -316,3 +316,11 @@ def test_ucf101_official_release_middle_frames(tmp_path):
     assert direct.sources() == train.sources() and direct.labels.tolist() == train.labels.tolist()
     assert direct.class_names == train.class_names
 
+
+def test_ucf101_is_a_table_benchmark():
+    from stages.table import dataset_settings
+
+    settings = dataset_settings("ucf101")
+    assert settings["dataset.num_clusters"] == "101"
+    assert (settings["dataset.fit_split"], settings["dataset.eval_split"]) == ("train", "test")
+    assert settings["dataset.name"] == "ucf101" and settings["dataset.kind"] == "torchvision"
