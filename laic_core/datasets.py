@@ -225,6 +225,8 @@ def _torchvision_spec(name: str):
 
 TORCHVISION_NAMES = ("cifar10", "cifar20", "cifar100", "stl10", "dtd", "food101", "flowers102", "pets")
 IMAGENET_NAMES = ("imagenet", "imagenet10", "imagenet_dogs")
+# Read from a local root only (never downloaded): laic_core/ucf101.py.
+VIDEO_NAMES = ("ucf101",)
 
 
 def _torchvision_split(name: str, root: Path, split: str, download: bool) -> ImageSplit:
@@ -522,9 +524,14 @@ def load_split(kind: str, name: str, root: str | Path, split: str, *, download: 
         if name in IMAGENET_NAMES:
             wnids = {"imagenet10": IMAGENET10_WNIDS, "imagenet_dogs": IMAGENET_DOGS_WNIDS}.get(name)
             return _folder_split(root, split, wnids=wnids, name=name)
+        if name in VIDEO_NAMES:
+            from laic_core.ucf101 import ucf101_split  # imports this module
+
+            return ucf101_split(root, split)
         if name not in TORCHVISION_NAMES:
+            known = TORCHVISION_NAMES + IMAGENET_NAMES + VIDEO_NAMES
             raise LaicError(
-                f"dataset.name: unknown dataset {name!r}; known: {', '.join(TORCHVISION_NAMES + IMAGENET_NAMES)} "
+                f"dataset.name: unknown dataset {name!r}; known: {', '.join(known)} "
                 "(or use dataset.kind: imagefolder / manifest for your own images)"
             )
         return _torchvision_split(name, root, split, download)

@@ -57,7 +57,8 @@ class DatasetDefaults:
 
 # The clustering benchmarks of the paper and TAC, with the usual splits: fit on
 # train, evaluate on test (ImageNet subsets: on val). ImageNet-10/-Dogs are
-# class lists over one local ImageNet tree (<raw root>/imagenet/{train,val}/<wnid>).
+# class lists over one local ImageNet tree (<raw root>/imagenet/{train,val}/<wnid>);
+# UCF-101 is the middle frame of each video of split 1, from a local root.
 DATASETS: dict[str, DatasetDefaults] = {
     "cifar10": DatasetDefaults(10),
     "cifar20": DatasetDefaults(20),
@@ -65,6 +66,7 @@ DATASETS: dict[str, DatasetDefaults] = {
     "imagenet10": DatasetDefaults(10, "train", "val", folder="imagenet"),
     "imagenet_dogs": DatasetDefaults(15, "train", "val", folder="imagenet"),
     "dtd": DatasetDefaults(47),
+    "ucf101": DatasetDefaults(101),
     "cifar100": DatasetDefaults(100),
     "food101": DatasetDefaults(101),
     "flowers102": DatasetDefaults(102),

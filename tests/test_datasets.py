@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from laic_core.datasets import (
     CIFAR20_CLASSES, CIFAR100_TO_20, IMAGENET10_WNIDS, load_dataset, load_split,
@@ -161,3 +162,165 @@ def test_tilde_in_root_is_the_home_folder(tmp_path, monkeypatch):
     assert len(load_split("imagefolder", "", "~/photos", "all")) == 2
     pd.DataFrame({"path": ["~/photos/class_0/img_0.png"]}).to_csv(tmp_path / "m.csv", index=False)
     assert load_split("manifest", "", "~/m.csv", "all").sources() == [str(tmp_path / "photos/class_0/img_0.png")]
+
+
+# ------------------------------------------------------------- UCF-101 middle frames
+
+
+def _jpeg(path: Path, colour, size: int = 16) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size, 3), colour, np.uint8)).save(path, quality=95)
+
+
+def _write_video(path: Path, colours, container: str = "avi", size: int = 32) -> None:
+    """A tiny MPEG-4 video, one solid colour per frame (PyAV)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for c in colours:
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), c, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _mean_colour(img) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def _release_lists(root: Path, train: list[str], test: list[str]) -> None:
+    """ucfTrainTestlist/ as the release ships it (CRLF line ends, labels only in trainlist)."""
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\r\n2 HandstandPushups\r\n")
+    ids = {"ApplyEyeMakeup": 1, "HandstandPushups": 2}
+    (lists / "trainlist01.txt").write_bytes(
+        "".join(f"{v} {ids[v.split('/')[0]]}\r\n" for v in train).encode())
+    (lists / "testlist01.txt").write_bytes("".join(f"{v}\r\n" for v in test).encode())
+
+
+def test_ucf101_class_folders_read_as_words():
+    from laic_core.ucf101 import readable_class_name
+
+    assert readable_class_name("ApplyEyeMakeup") == "apply eye makeup"
+    assert readable_class_name("Apply_Eye_Makeup") == "apply eye makeup"  # CoOp's folder names
+    assert readable_class_name("YoYo") == "yo yo"
+    assert readable_class_name("HandstandPushups") == "handstand pushups"
+
+
+def test_ucf101_extracted_frames_tac_layout(tmp_path):
+    root = tmp_path / "UCF101"
+    for split, n in (("train", 3), ("val", 2)):  # TAC's folder names
+        for c, cls in enumerate(["YoYo", "ApplyEyeMakeup"]):
+            for j in range(n):
+                _jpeg(root / split / cls / f"v_{cls}_g0{j}_c01.jpg", (80 * c, 0, 0))
+    splits = load_dataset("torchvision", "ucf101", root, "train", "test")
+    assert (len(splits.fit), len(splits.eval)) == (6, 4)
+    # Without classInd.txt: sorted folder names give the ids.
+    assert splits.fit.class_names == ["apply eye makeup", "yo yo"]
+    assert splits.fit.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert any("val as the test split" in n for n in splits.eval.notes)
+    assert any("2 classes found where UCF-101 has 101" in n for n in splits.fit.notes)
+    assert splits.fit.load_image(0).size == (16, 16)
+    # classInd.txt, when present, orders the classes.
+    (root / "classInd.txt").write_text("1 YoYo\n2 ApplyEyeMakeup\n")
+    split = load_split("torchvision", "ucf101", root, "val")
+    assert split.class_names == ["yo yo", "apply eye makeup"] and split.labels.tolist() == [1, 1, 0, 0]
+    (root / "val" / "Stray").mkdir()
+    with pytest.raises(LaicError, match=r"class folder\(s\) not in .*classInd.txt: Stray"):
+        load_split("torchvision", "ucf101", root, "test")
+
+
+def test_ucf101_errors_say_where_to_get_it(tmp_path):
+    with pytest.raises(LaicError, match=r"does not exist.*crcv.ucf.edu.*UCF-101/<ClassName>/\*\.avi"):
+        load_split("torchvision", "ucf101", tmp_path / "nowhere", "train")
+    with pytest.raises(LaicError, match=r"split 'trainval' does not exist for ucf101"):
+        load_split("torchvision", "ucf101", tmp_path, "trainval")
+    with pytest.raises(LaicError, match=r"holds neither UCF-101 layout\. .*ucfTrainTestlist"):
+        load_split("torchvision", "ucf101", tmp_path, "train")
+    # The videos folder itself given as the root.
+    (tmp_path / "videos" / "YoYo").mkdir(parents=True)
+    (tmp_path / "videos" / "YoYo" / "v_YoYo_g01_c01.avi").write_bytes(b"")
+    with pytest.raises(LaicError, match=r"holds class folders of videos: point dataset.root at the folder"):
+        load_split("torchvision", "ucf101", tmp_path / "videos", "train")
+    # Videos without the split lists.
+    (tmp_path / "videos").rename(tmp_path / "UCF-101")
+    with pytest.raises(LaicError, match=r"classInd.txt.* is missing: unpack UCF101TrainTestSplits"):
+        load_split("torchvision", "ucf101", tmp_path, "train")
+
+
+def test_ucf101_without_pyav_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "UCF-101" / "ApplyEyeMakeup").mkdir(parents=True)
+    (tmp_path / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi").write_bytes(b"RIFF")
+    _release_lists(tmp_path, ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"], [])
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    with pytest.raises(LaicError, match=r"1 video\(s\) need their middle frame extracted.*pip install av"):
+        load_split("torchvision", "ucf101", tmp_path, "train")
+
+
+def test_ucf101_official_release_middle_frames(tmp_path):
+    pytest.importorskip("av")
+    from laic_core.encode import preprocess_image
+
+    root = tmp_path / "ucf"
+    red, green, blue, yellow, cyan, white = (230, 20, 20), (20, 230, 20), (20, 20, 230), \
+        (230, 230, 20), (20, 230, 230), (240, 240, 240)
+    videos = root / "UCF-101"
+    # 5 frames: the middle (index 5 // 2 = 2) is blue.
+    _write_video(videos / "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", [red, green, blue, yellow, cyan])
+    # The release's own quirk: this class's files say HandStand. Matroska keeps no
+    # frame count, so the frames are counted first: 6 frames, index 3 is yellow.
+    _write_video(videos / "HandstandPushups/v_HandStandPushups_g08_c01.avi",
+                 [red, red, green, yellow, blue, blue], container="matroska")
+    _write_video(videos / "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", [white, white, cyan, red, red])
+    (videos / "HandstandPushups/v_HandStandPushups_g01_c01.avi").write_bytes(b"RIFF not a video" * 8)
+    _release_lists(root, ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+                          "HandstandPushups/v_HandStandPushups_g08_c01.avi"],
+                   ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+                    "HandstandPushups/v_HandStandPushups_g01_c01.avi"])
+
+    splits = load_dataset("torchvision", "ucf101", root, "train", "test")
+    train, test = splits.fit, splits.eval
+    assert train.class_names == ["apply eye makeup", "handstand pushups"]
+    assert train.labels.tolist() == [0, 1] and test.labels.tolist() == [0, 1]
+    frames = root / "middle_frames"
+    assert train.sources() == [str(frames / "train/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.jpg"),
+                               str(frames / "train/HandstandPushups/v_HandStandPushups_g08_c01.jpg")]
+    for split, i, colour in ((train, 0, blue), (train, 1, yellow), (test, 0, cyan)):
+        assert np.abs(_mean_colour(split.load_image(i)) - colour).max() < 25, (split.name, i)
+    assert list(frames.rglob("*.tmp")) == []
+
+    # The undecodable video keeps its row; loading it names the video, so embed
+    # reports it (or skips it) like any unreadable image.
+    _, why = preprocess_image(test, 1, lambda img: img)
+    assert "v_HandStandPushups_g01_c01.avi" in why and "cannot extract its middle frame" in why
+    assert any("1 video(s) gave no middle frame" in n and "g01_c01.avi" in n for n in test.notes)
+
+    # Resumable: frames already written are not decoded again; a missing one is.
+    written = {p: p.stat().st_mtime_ns for p in frames.rglob("*.jpg")}
+    first = frames / "train/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.jpg"
+    first.unlink()
+    again = load_split("torchvision", "ucf101", root, "train")
+    assert first.is_file() and again.sources() == train.sources()
+    assert all(p.stat().st_mtime_ns == t for p, t in written.items() if p != first)
+
+    # The extracted frames are layout (a): read directly, they give the same split.
+    direct = load_split("torchvision", "ucf101", frames, "train")
+    assert direct.sources() == train.sources() and direct.labels.tolist() == train.labels.tolist()
+    assert direct.class_names == train.class_names
+
+
+def test_ucf101_is_a_table_benchmark():
+    from stages.table import dataset_settings
+
+    settings = dataset_settings("ucf101")
+    assert settings["dataset.num_clusters"] == "101"
+    assert (settings["dataset.fit_split"], settings["dataset.eval_split"]) == ("train", "test")
+    assert settings["dataset.name"] == "ucf101" and settings["dataset.kind"] == "torchvision"
