@@ -1,0 +1,361 @@
+"""Cluster gallery: one row per cluster with its name, size and a few of its images.
+
+Three steps, each usable on its own:
+
+- `gallery_members` picks, per cluster, the rows to show: the most confident
+  members first, then a few random others (so a user also sees what a typical
+  member looks like, not only the easy ones);
+- `load_thumbnails` turns rows into small square RGB images through any
+  `load_image(row)` callable (e.g. `ImageSplit.load_image`); an image that
+  cannot be read becomes a grey placeholder, so one bad file never costs the
+  whole figure;
+- `gallery_figures` draws the rows, `per_page` clusters per figure.
+
+`cluster_entries` and `majority_lines` turn `names.json` entries and labels
+into the dicts `gallery_figures` takes. Figures are built without pyplot, like
+those of `laic_core.figures`; save them with `laic_core.figures.save_figure`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Rectangle
+from PIL import Image, ImageDraw
+
+from laic_core.datasets import to_rgb
+from laic_core.errors import LaicError
+
+_DPI = 110  # the dpi of laic_core.figures, so all PNGs of a run read at the same scale
+
+# ------------------------------------------------------------------ members
+
+
+def gallery_members(labels, confidence, n_clusters: int, *, n_confident: int = 6,
+                    n_random: int = 2, seed: int = 0) -> list[list[int]]:
+    """Rows to show for each cluster.
+
+    labels: (N,) int cluster of each row, in [0, n_clusters) (a negative label,
+    an image that was not assigned, is left out); confidence: (N,) float, e.g.
+    max_k p(k | i). Returns n_clusters lists of row indices: the cluster's
+    `n_confident` most confident members (descending confidence, ties by row;
+    NaN counts as least confident), then up to `n_random` other members drawn
+    at random without repetition. A cluster with fewer members shows all of
+    them; an empty cluster gives []. The random draw of cluster k depends only
+    on (seed, k) and its members, so one cluster's picks do not change when
+    another cluster changes.
+    """
+    labels = np.asarray(labels)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if labels.ndim != 1 or confidence.shape != labels.shape:
+        raise LaicError(f"labels {labels.shape} and confidence {confidence.shape} must be (N,) arrays "
+                        "of the same length")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise LaicError(f"labels must be integers, got {labels.dtype}")
+    if n_clusters < 0 or n_confident < 0 or n_random < 0:
+        raise LaicError("n_clusters, n_confident and n_random must not be negative")
+    if labels.size and labels.max() >= n_clusters:
+        raise LaicError(f"label {int(labels.max())} is out of range for {n_clusters} clusters")
+    # One stable sort for all clusters: by cluster, then confidence descending,
+    # then row (NaN -> -inf so a missing confidence never ranks first).
+    score = np.where(np.isnan(confidence), -np.inf, confidence)
+    rows = np.arange(labels.size)
+    order = np.lexsort((rows, -score, labels))
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, np.arange(n_clusters), side="left")
+    ends = np.searchsorted(sorted_labels, np.arange(n_clusters), side="right")
+    out: list[list[int]] = []
+    for k in range(n_clusters):
+        members = order[starts[k]:ends[k]]
+        chosen = [int(r) for r in members[:n_confident]]
+        rest = members[n_confident:]
+        if n_random and rest.size:
+            rng = np.random.default_rng([seed, k])
+            # Sorted before drawing so the picks depend on the member set, not on ties' order.
+            picks = rng.choice(np.sort(rest), size=min(n_random, rest.size), replace=False)
+            chosen += [int(r) for r in picks]
+        out.append(chosen)
+    return out
+
+
+# ------------------------------------------------------------------ thumbnails
+
+_PLACEHOLDER_GREY = (200, 200, 200)
+_LETTERBOX_GREY = (235, 235, 235)
+_MAX_CROP_ASPECT = 2.0  # beyond 2:1 a square crop would hide over half the image: letterbox instead
+
+
+def placeholder(size: int = 64) -> Image.Image:
+    """A grey square with a dark "x": an image that could not be loaded."""
+    img = Image.new("RGB", (size, size), _PLACEHOLDER_GREY)
+    draw = ImageDraw.Draw(img)
+    inset, width = max(1, size // 5), max(1, size // 20)
+    draw.line([(inset, inset), (size - 1 - inset, size - 1 - inset)], fill=(90, 90, 90), width=width)
+    draw.line([(inset, size - 1 - inset), (size - 1 - inset, inset)], fill=(90, 90, 90), width=width)
+    return img
+
+
+def square_thumbnail(img: Image.Image, size: int = 64) -> Image.Image:
+    """Any PIL image -> (size x size) RGB: centre-cropped to a square, or
+    letterboxed on light grey when its aspect ratio exceeds 2:1."""
+    try:  # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers `size`: much less work
+        img.draft("RGB", (size, size))
+    except (AttributeError, OSError, ValueError):
+        pass
+    rgb = to_rgb(img)
+    w, h = rgb.size
+    if w < 1 or h < 1:
+        raise LaicError(f"image of size {w}x{h}")
+    if max(w, h) / min(w, h) <= _MAX_CROP_ASPECT:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        return rgb.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
+    scale = size / max(w, h)
+    inner = rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (size, size), _LETTERBOX_GREY)
+    canvas.paste(inner, ((size - inner.width) // 2, (size - inner.height) // 2))
+    return canvas
+
+
+def load_thumbnails(load_image: Callable[[int], Image.Image], rows: Sequence[int],
+                    size: int = 64) -> list[Image.Image]:
+    """(size x size) RGB thumbnails of `rows`, in order, loaded with `load_image(row)`.
+
+    A row whose image cannot be loaded or decoded (missing file, truncated
+    JPEG, index out of range, ...) gives `placeholder(size)`: the gallery is
+    a look at the clusters, and one unreadable file must not prevent it.
+    """
+    if size < 1:
+        raise LaicError(f"thumbnail size must be positive, got {size}")
+    out = []
+    for row in rows:
+        try:
+            img = load_image(int(row))
+            try:
+                thumb = square_thumbnail(img, size)
+            finally:
+                close = getattr(img, "close", None)
+                if close is not None:  # FileSplit opens a file per image; do not leak them
+                    close()
+        except Exception:  # any failure of a user's file or loader: show it, do not raise
+            thumb = placeholder(size)
+        out.append(thumb)
+    return out
+
+
+# ------------------------------------------------------------------ entries
+
+
+def majority_lines(cluster_labels, true_labels, class_names: Sequence[str] | None,
+                   n_clusters: int) -> list[str]:
+    """Per cluster, a line naming its most common true class, e.g. "mostly: tench (87%)".
+
+    cluster_labels, true_labels: (N,) int; a true label < 0 (unknown) is not
+    counted. class_names: name of each class id (None: the ids are shown).
+    An empty cluster, or one with no labelled member, gives "".
+    """
+    clusters = np.asarray(cluster_labels, dtype=np.int64)
+    truth = np.asarray(true_labels, dtype=np.int64)
+    if clusters.shape != truth.shape or clusters.ndim != 1:
+        raise LaicError(f"cluster labels {clusters.shape} and true labels {truth.shape} must be (N,) "
+                        "arrays of the same length")
+    known = (truth >= 0) & (clusters >= 0) & (clusters < n_clusters)
+    lines = []
+    for k in range(n_clusters):
+        members = truth[known & (clusters == k)]
+        if members.size == 0:
+            lines.append("")
+            continue
+        counts = np.bincount(members)
+        top = int(counts.argmax())
+        name = class_names[top] if class_names is not None and top < len(class_names) else f"class {top}"
+        lines.append(f"mostly: {name} ({100 * counts[top] / members.size:.0f}%)")
+    return lines
+
+
+def cluster_entries(names: Sequence[Mapping[str, Any]], thumbnails: Sequence[Sequence[Image.Image]],
+                    *, label_lines: Sequence[str] | None = None,
+                    n_runner_ups: int = 3) -> list[dict]:
+    """`names.json` entries (from `naming.name_clusters`) + thumbnails -> `gallery_figures` input.
+
+    Runner-ups are the next nearest vocabulary nouns after the name, then the
+    nouns with the largest weight among the members, without repeats.
+    thumbnails[k] belongs to names[k]; label_lines[k] (optional) is shown as a
+    third line.
+    """
+    if len(thumbnails) != len(names) or (label_lines is not None and len(label_lines) != len(names)):
+        raise LaicError(f"{len(names)} clusters but {len(thumbnails)} thumbnail lists"
+                        + ("" if label_lines is None else f" and {len(label_lines)} label lines"))
+    out = []
+    for k, entry in enumerate(names):
+        name = str(entry.get("name", ""))
+        seen = {name}
+        runner_ups = []
+        for noun in [n["noun"] for n in entry.get("nearest_nouns", [])] + \
+                    [n["noun"] for n in entry.get("member_nouns", [])]:
+            if noun not in seen and len(runner_ups) < n_runner_ups:
+                runner_ups.append(str(noun))
+                seen.add(noun)
+        item = {
+            "id": entry.get("cluster", k),
+            "name": name,
+            "runner_ups": runner_ups,
+            "size": int(entry.get("size", 0)),
+            "empty": bool(entry.get("empty", int(entry.get("size", 0)) == 0)),
+            "thumbnails": list(thumbnails[k]),
+        }
+        if label_lines is not None and label_lines[k]:
+            item["label"] = str(label_lines[k])
+        out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------ figures
+
+# Layout in pixels at _DPI (converted to figure fractions once), so text and
+# thumbnails line up exactly and nothing depends on a layout engine's guesses.
+_MARGIN = 12
+_GAP = 4            # between thumbnails
+_GROUP_GAP = 14     # before the random members: the eye sees where the confident ones end
+_ROW_GAP = 6
+_TEXT_W = 330       # text column
+_TITLE_H = 46
+_HEAD_PT, _LINE_PT = 10.0, 8.5
+_LINE_SPACING = 1.35
+
+
+def _text_width(renderer, text: str, prop: FontProperties) -> float:
+    return renderer.get_text_width_height_descent(text, prop, ismath=False)[0]
+
+
+def _fit_text(renderer, text: str, prop: FontProperties, max_px: float) -> str:
+    """`text`, cut with an ellipsis so that it is at most `max_px` wide."""
+    if _text_width(renderer, text, prop) <= max_px:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if _text_width(renderer, text[:mid].rstrip() + "\u2026", prop) <= max_px:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "\u2026"
+
+
+def _fit_list(renderer, prefix: str, items: Sequence[str], prop: FontProperties, max_px: float) -> str:
+    """'prefix a, b, c' with as many whole items as fit (then ', …')."""
+    for n in range(len(items), 0, -1):
+        text = prefix + ", ".join(items[:n]) + (", \u2026" if n < len(items) else "")
+        if _text_width(renderer, text, prop) <= max_px:
+            return text
+    return _fit_text(renderer, prefix + ", ".join(items), prop, max_px)
+
+
+def _check_cluster(c: Mapping[str, Any], i: int) -> None:
+    missing = [key for key in ("id", "name", "runner_ups", "size", "empty", "thumbnails") if key not in c]
+    if missing:
+        raise LaicError(f"gallery cluster {i} lacks {', '.join(missing)}")
+
+
+def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25, thumb_px: int = 64,
+                    title: str = "") -> list[Figure]:
+    """Figures of the gallery, `per_page` clusters each, in the order given.
+
+    clusters: dicts with id, name, runner_ups (list[str]), size (int), empty
+    (bool), thumbnails (list of PIL images, resized to thumb_px when they are
+    not that size) and optionally "label" (a third line, e.g. the majority
+    true class) and "n_confident" (how many leading thumbnails are the most
+    confident members; a gap separates them from the rest). Each row: the
+    cluster id, name and size, a line "also: <runner-ups>", the label line,
+    then its thumbnails. Empty clusters are shown as "empty". Width follows
+    the longest thumbnail list (8 at thumb_px 64: about 9.5 in at 110 dpi).
+    Returns ceil(K / per_page) figures (one saying so when K is 0).
+    """
+    if per_page < 1 or thumb_px < 8:
+        raise LaicError(f"per_page must be >= 1 and thumb_px >= 8 (got {per_page}, {thumb_px})")
+    for i, c in enumerate(clusters):
+        _check_cluster(c, i)
+    n_pages = max(1, -(-len(clusters) // per_page))
+    max_thumbs = max([len(c["thumbnails"]) for c in clusters] + [1])
+    group_gaps = 1 if any(0 < int(c.get("n_confident", len(c["thumbnails"]))) < len(c["thumbnails"])
+                          for c in clusters) else 0
+    strip_w = max_thumbs * thumb_px + (max_thumbs - 1) * _GAP + group_gaps * (_GROUP_GAP - _GAP)
+    line_px = _LINE_PT * _LINE_SPACING * _DPI / 72
+    head_px = _HEAD_PT * _LINE_SPACING * _DPI / 72
+    row_h = int(max(thumb_px, np.ceil(head_px + 2 * line_px))) + _ROW_GAP
+    width = _MARGIN + _TEXT_W + strip_w + _MARGIN
+    head_prop = FontProperties(size=_HEAD_PT, weight="bold")
+    line_prop = FontProperties(size=_LINE_PT)
+    figs = []
+    for page in range(n_pages):
+        chunk = list(clusters[page * per_page:(page + 1) * per_page])
+        n_rows = max(1, len(chunk))
+        top_h = _TITLE_H if (title or n_pages > 1 or not chunk) else _MARGIN
+        height = top_h + n_rows * row_h + _MARGIN
+        fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+
+        def box(x, y, w, h):  # pixels from the top-left corner -> figure fractions
+            return [x / width, 1 - (y + h) / height, w / width, h / height]
+
+        heading = title or "Cluster gallery"
+        if n_pages > 1 and chunk:
+            heading += f"  (clusters {chunk[0]['id']}\u2013{chunk[-1]['id']}, page {page + 1} of {n_pages})"
+        if top_h == _TITLE_H:
+            fig.text(_MARGIN / width, 1 - 8 / height, heading, ha="left", va="top", fontsize=11,
+                     weight="bold")
+            note = ("each row: cluster id, name, size; thumbnails: most confident members first"
+                    + (", then random members after the gap" if group_gaps else ""))
+            fig.text(_MARGIN / width, 1 - 28 / height, note if chunk else "no clusters to show",
+                     ha="left", va="top", fontsize=8, color="#555555")
+        strip = np.zeros((n_rows * row_h, strip_w, 4), dtype=np.uint8)  # transparent between thumbnails
+        for r, c in enumerate(chunk):
+            y = top_h + r * row_h
+            if r % 2 == 1:  # light bands tie each text column to its own thumbnails across the width
+                fig.patches.append(Rectangle((0, 1 - (y + row_h - _ROW_GAP / 2) / height), 1, row_h / height,
+                                             transform=fig.transFigure, color="#f2f2f2", zorder=-1))
+            text_y = y + max(0.0, (thumb_px - (head_px + 2 * line_px)) / 2)
+            x = _MARGIN / width
+            empty = bool(c["empty"])
+            size = int(c["size"])
+            if empty:
+                head = f"{c['id']}  empty"
+            else:
+                count = f"({size} image{'s' if size != 1 else ''})"
+                room = _TEXT_W - 8 - _text_width(renderer, f"{c['id']}    {count}", head_prop)
+                name = _fit_text(renderer, str(c["name"]) or "(unnamed)", head_prop, max(room, 20))
+                head = f"{c['id']}  {name}  {count}"
+            fig.text(x, 1 - text_y / height, head, ha="left", va="top", fontproperties=head_prop,
+                     color="#999999" if empty else "black")
+            lines = []
+            if not empty and c["runner_ups"]:
+                lines.append(_fit_list(renderer, "also: ", [str(s) for s in c["runner_ups"]], line_prop,
+                                       _TEXT_W - 8))
+            if c.get("label"):
+                lines.append(_fit_text(renderer, str(c["label"]), line_prop, _TEXT_W - 8))
+            for j, line in enumerate(lines):
+                fig.text(x, 1 - (text_y + head_px + j * line_px) / height, line, ha="left", va="top",
+                         fontproperties=line_prop, color="#444444")
+            thumbs = list(c["thumbnails"])
+            n_conf = int(c.get("n_confident", len(thumbs)))
+            tx = 0
+            for j, thumb in enumerate(thumbs):
+                if j and j == n_conf:
+                    tx += _GROUP_GAP - _GAP
+                img = to_rgb(thumb)
+                if img.size != (thumb_px, thumb_px):
+                    img = square_thumbnail(img, thumb_px)
+                ry = r * row_h
+                strip[ry:ry + thumb_px, tx:tx + thumb_px, :3] = np.asarray(img)
+                strip[ry:ry + thumb_px, tx:tx + thumb_px, 3] = 255
+                tx += thumb_px + _GAP
+        ax = fig.add_axes(box(_MARGIN + _TEXT_W, top_h, strip_w, n_rows * row_h))
+        ax.set_axis_off()
+        # One image per page, drawn 1:1 (the axes is exactly strip-sized): crisp and fast.
+        ax.imshow(strip, interpolation="nearest", aspect="auto")
+        figs.append(fig)
+    return figs
