@@ -273,13 +273,17 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     cluster id, name and size, a line "also: <runner-ups>", the label line,
     then its thumbnails. Empty clusters are shown as "empty". Width follows
     the longest thumbnail list (8 at thumb_px 64: about 9.5 in at 110 dpi).
-    Returns ceil(K / per_page) figures (one saying so when K is 0).
+    Returns ceil(K / per_page) figures of equal length (per_page is the most
+    per figure), or one saying so when K is 0.
     """
     if per_page < 1 or thumb_px < 8:
         raise LaicError(f"per_page must be >= 1 and thumb_px >= 8 (got {per_page}, {thumb_px})")
     for i, c in enumerate(clusters):
         _check_cluster(c, i)
+    clusters = list(clusters)
     n_pages = max(1, -(-len(clusters) // per_page))
+    # Pages of equal length (40 clusters: 20 + 20, not 25 + 15): no half-empty last page.
+    page_len = max(1, -(-len(clusters) // n_pages))
     max_thumbs = max([len(c["thumbnails"]) for c in clusters] + [1])
     group_gaps = 1 if any(0 < int(c.get("n_confident", len(c["thumbnails"]))) < len(c["thumbnails"])
                           for c in clusters) else 0
@@ -287,73 +291,80 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     line_px = _LINE_PT * _LINE_SPACING * _DPI / 72
     head_px = _HEAD_PT * _LINE_SPACING * _DPI / 72
     row_h = int(max(thumb_px, np.ceil(head_px + 2 * line_px))) + _ROW_GAP
+    empty_h = int(np.ceil(head_px)) + _ROW_GAP  # an empty cluster has one line and no images
     width = _MARGIN + _TEXT_W + strip_w + _MARGIN
     head_prop = FontProperties(size=_HEAD_PT, weight="bold")
+    count_prop = FontProperties(size=_HEAD_PT)
     line_prop = FontProperties(size=_LINE_PT)
     figs = []
     for page in range(n_pages):
-        chunk = list(clusters[page * per_page:(page + 1) * per_page])
-        n_rows = max(1, len(chunk))
+        chunk = clusters[page * page_len:(page + 1) * page_len]
+        heights = [empty_h if c["empty"] else row_h for c in chunk] or [row_h]
+        tops = np.concatenate([[0], np.cumsum(heights)]).astype(int)
+        body_h = int(tops[-1])
         top_h = _TITLE_H if (title or n_pages > 1 or not chunk) else _MARGIN
-        height = top_h + n_rows * row_h + _MARGIN
+        height = top_h + body_h + _MARGIN
         fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
         renderer = FigureCanvasAgg(fig).get_renderer()
 
-        def box(x, y, w, h):  # pixels from the top-left corner -> figure fractions
-            return [x / width, 1 - (y + h) / height, w / width, h / height]
+        def fy(y_px):  # pixels from the top -> figure fraction from the bottom
+            return 1 - y_px / height
 
         heading = title or "Cluster gallery"
         if n_pages > 1 and chunk:
             heading += f"  (clusters {chunk[0]['id']}\u2013{chunk[-1]['id']}, page {page + 1} of {n_pages})"
         if top_h == _TITLE_H:
-            fig.text(_MARGIN / width, 1 - 8 / height, heading, ha="left", va="top", fontsize=11,
-                     weight="bold")
+            fig.text(_MARGIN / width, fy(8), heading, ha="left", va="top", fontsize=11, weight="bold")
             note = ("each row: cluster id, name, size; thumbnails: most confident members first"
                     + (", then random members after the gap" if group_gaps else ""))
-            fig.text(_MARGIN / width, 1 - 28 / height, note if chunk else "no clusters to show",
+            fig.text(_MARGIN / width, fy(28), note if chunk else "no clusters to show",
                      ha="left", va="top", fontsize=8, color="#555555")
-        strip = np.zeros((n_rows * row_h, strip_w, 4), dtype=np.uint8)  # transparent between thumbnails
+        strip = np.zeros((body_h, strip_w, 4), dtype=np.uint8)  # transparent between thumbnails
+        x = _MARGIN / width
         for r, c in enumerate(chunk):
-            y = top_h + r * row_h
+            y = top_h + tops[r]
+            h = heights[r]
             if r % 2 == 1:  # light bands tie each text column to its own thumbnails across the width
-                fig.patches.append(Rectangle((0, 1 - (y + row_h - _ROW_GAP / 2) / height), 1, row_h / height,
+                fig.patches.append(Rectangle((0, fy(y + h - _ROW_GAP / 2)), 1, h / height,
                                              transform=fig.transFigure, color="#f2f2f2", zorder=-1))
+            if c["empty"]:
+                fig.text(x, fy(y), f"{c['id']}  empty", ha="left", va="top", fontproperties=head_prop,
+                         color="#999999")
+                continue
             text_y = y + max(0.0, (thumb_px - (head_px + 2 * line_px)) / 2)
-            x = _MARGIN / width
-            empty = bool(c["empty"])
             size = int(c["size"])
-            if empty:
-                head = f"{c['id']}  empty"
-            else:
-                count = f"({size} image{'s' if size != 1 else ''})"
-                room = _TEXT_W - 8 - _text_width(renderer, f"{c['id']}    {count}", head_prop)
-                name = _fit_text(renderer, str(c["name"]) or "(unnamed)", head_prop, max(room, 20))
-                head = f"{c['id']}  {name}  {count}"
-            fig.text(x, 1 - text_y / height, head, ha="left", va="top", fontproperties=head_prop,
-                     color="#999999" if empty else "black")
+            # The count in regular weight, placed after the bold "id  name": the name is what the eye looks for.
+            count = f"  ({size} image{'s' if size != 1 else ''})"
+            count_w = _text_width(renderer, count, count_prop)
+            lead = f"{c['id']}  "
+            room = _TEXT_W - 8 - count_w - _text_width(renderer, lead, head_prop)
+            head = lead + _fit_text(renderer, str(c["name"]) or "(unnamed)", head_prop, max(room, 20))
+            fig.text(x, fy(text_y), head, ha="left", va="top", fontproperties=head_prop)
+            head_w = _text_width(renderer, head, head_prop)
+            fig.text((_MARGIN + head_w) / width, fy(text_y), count, ha="left", va="top",
+                     fontproperties=count_prop, color="#444444")
             lines = []
-            if not empty and c["runner_ups"]:
+            if c["runner_ups"]:
                 lines.append(_fit_list(renderer, "also: ", [str(s) for s in c["runner_ups"]], line_prop,
                                        _TEXT_W - 8))
             if c.get("label"):
                 lines.append(_fit_text(renderer, str(c["label"]), line_prop, _TEXT_W - 8))
             for j, line in enumerate(lines):
-                fig.text(x, 1 - (text_y + head_px + j * line_px) / height, line, ha="left", va="top",
+                fig.text(x, fy(text_y + head_px + j * line_px), line, ha="left", va="top",
                          fontproperties=line_prop, color="#444444")
             thumbs = list(c["thumbnails"])
             n_conf = int(c.get("n_confident", len(thumbs)))
-            tx = 0
+            tx, ry = 0, int(tops[r])
             for j, thumb in enumerate(thumbs):
                 if j and j == n_conf:
                     tx += _GROUP_GAP - _GAP
                 img = to_rgb(thumb)
                 if img.size != (thumb_px, thumb_px):
                     img = square_thumbnail(img, thumb_px)
-                ry = r * row_h
                 strip[ry:ry + thumb_px, tx:tx + thumb_px, :3] = np.asarray(img)
                 strip[ry:ry + thumb_px, tx:tx + thumb_px, 3] = 255
                 tx += thumb_px + _GAP
-        ax = fig.add_axes(box(_MARGIN + _TEXT_W, top_h, strip_w, n_rows * row_h))
+        ax = fig.add_axes([(_MARGIN + _TEXT_W) / width, fy(top_h + body_h), strip_w / width, body_h / height])
         ax.set_axis_off()
         # One image per page, drawn 1:1 (the axes is exactly strip-sized): crisp and fast.
         ax.imshow(strip, interpolation="nearest", aspect="auto")
