@@ -222,7 +222,8 @@ _MARGIN = 12
 _GAP = 4            # between thumbnails
 _GROUP_GAP = 14     # before the random members: the eye sees where the confident ones end
 _ROW_GAP = 6
-_TEXT_W = 330       # text column
+_TEXT_W = 330       # widest text column; narrower when every line is shorter
+_MIN_TEXT_W = 190
 _TITLE_H = 46
 _HEAD_PT, _LINE_PT = 10.0, 8.5
 _LINE_SPACING = 1.35
@@ -253,6 +254,26 @@ def _fit_list(renderer, prefix: str, items: Sequence[str], prop: FontProperties,
         if _text_width(renderer, text, prop) <= max_px:
             return text
     return _fit_text(renderer, prefix + ", ".join(items), prop, max_px)
+
+
+def _count_text(size: int) -> str:
+    return f"  ({size} image{'s' if size != 1 else ''})"
+
+
+def _text_column(clusters, head_prop, count_prop, line_prop) -> int:
+    """Pixel width of the text column: the widest untruncated row text, within [_MIN_TEXT_W, _TEXT_W]."""
+    renderer = FigureCanvasAgg(Figure(dpi=_DPI)).get_renderer()
+    widest = 0.0
+    for c in clusters:
+        if c["empty"]:
+            widest = max(widest, _text_width(renderer, f"{c['id']}  empty", head_prop))
+            continue
+        widest = max(widest,
+                     _text_width(renderer, f"{c['id']}  {c['name'] or '(unnamed)'}", head_prop)
+                     + _text_width(renderer, _count_text(int(c["size"])), count_prop),
+                     _text_width(renderer, "also: " + ", ".join(map(str, c["runner_ups"])), line_prop),
+                     _text_width(renderer, str(c.get("label", "")), line_prop))
+    return int(np.clip(np.ceil(widest) + 16, _MIN_TEXT_W, _TEXT_W))
 
 
 def _check_cluster(c: Mapping[str, Any], i: int) -> None:
@@ -292,17 +313,30 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     head_px = _HEAD_PT * _LINE_SPACING * _DPI / 72
     row_h = int(max(thumb_px, np.ceil(head_px + 2 * line_px))) + _ROW_GAP
     empty_h = int(np.ceil(head_px)) + _ROW_GAP  # an empty cluster has one line and no images
-    width = _MARGIN + _TEXT_W + strip_w + _MARGIN
     head_prop = FontProperties(size=_HEAD_PT, weight="bold")
     count_prop = FontProperties(size=_HEAD_PT)
     line_prop = FontProperties(size=_LINE_PT)
+    # Text column as wide as its longest line needs (short names left a wide
+    # blank between the names and their images), the same on every page.
+    text_w = _text_column(clusters, head_prop, count_prop, line_prop)
+    width = _MARGIN + text_w + strip_w + _MARGIN
+    # ... but never narrower than the title and the note under it (a gallery of one thumbnail cut them off).
+    note = ("each row: cluster id, name, size; thumbnails: most confident members first"
+            + (", then random members after the gap" if group_gaps else ""))
+    measure = FigureCanvasAgg(Figure(dpi=_DPI)).get_renderer()
+    widest_heading = (title or "Cluster gallery") + (
+        f"  (clusters {clusters[-1]['id']}\u2013{clusters[-1]['id']}, page {n_pages} of {n_pages})"
+        if n_pages > 1 else "")
+    width = int(max(width, 2 * _MARGIN + np.ceil(max(
+        _text_width(measure, widest_heading, FontProperties(size=11, weight="bold")),
+        _text_width(measure, note, FontProperties(size=8))))))
     figs = []
     for page in range(n_pages):
         chunk = clusters[page * page_len:(page + 1) * page_len]
         heights = [empty_h if c["empty"] else row_h for c in chunk] or [row_h]
         tops = np.concatenate([[0], np.cumsum(heights)]).astype(int)
         body_h = int(tops[-1])
-        top_h = _TITLE_H if (title or n_pages > 1 or not chunk) else _MARGIN
+        top_h = _TITLE_H  # always: the note under the heading says what the gap between thumbnails means
         height = top_h + body_h + _MARGIN
         fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
         renderer = FigureCanvasAgg(fig).get_renderer()
@@ -313,12 +347,9 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
         heading = title or "Cluster gallery"
         if n_pages > 1 and chunk:
             heading += f"  (clusters {chunk[0]['id']}\u2013{chunk[-1]['id']}, page {page + 1} of {n_pages})"
-        if top_h == _TITLE_H:
-            fig.text(_MARGIN / width, fy(8), heading, ha="left", va="top", fontsize=11, weight="bold")
-            note = ("each row: cluster id, name, size; thumbnails: most confident members first"
-                    + (", then random members after the gap" if group_gaps else ""))
-            fig.text(_MARGIN / width, fy(28), note if chunk else "no clusters to show",
-                     ha="left", va="top", fontsize=8, color="#555555")
+        fig.text(_MARGIN / width, fy(8), heading, ha="left", va="top", fontsize=11, weight="bold")
+        fig.text(_MARGIN / width, fy(28), note if chunk else "no clusters to show",
+                 ha="left", va="top", fontsize=8, color="#555555")
         strip = np.zeros((body_h, strip_w, 4), dtype=np.uint8)  # transparent between thumbnails
         x = _MARGIN / width
         for r, c in enumerate(chunk):
@@ -334,10 +365,10 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
             text_y = y + max(0.0, (thumb_px - (head_px + 2 * line_px)) / 2)
             size = int(c["size"])
             # The count in regular weight, placed after the bold "id  name": the name is what the eye looks for.
-            count = f"  ({size} image{'s' if size != 1 else ''})"
+            count = _count_text(size)
             count_w = _text_width(renderer, count, count_prop)
             lead = f"{c['id']}  "
-            room = _TEXT_W - 8 - count_w - _text_width(renderer, lead, head_prop)
+            room = text_w - 8 - count_w - _text_width(renderer, lead, head_prop)
             head = lead + _fit_text(renderer, str(c["name"]) or "(unnamed)", head_prop, max(room, 20))
             fig.text(x, fy(text_y), head, ha="left", va="top", fontproperties=head_prop)
             head_w = _text_width(renderer, head, head_prop)
@@ -346,9 +377,9 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
             lines = []
             if c["runner_ups"]:
                 lines.append(_fit_list(renderer, "also: ", [str(s) for s in c["runner_ups"]], line_prop,
-                                       _TEXT_W - 8))
+                                       text_w - 8))
             if c.get("label"):
-                lines.append(_fit_text(renderer, str(c["label"]), line_prop, _TEXT_W - 8))
+                lines.append(_fit_text(renderer, str(c["label"]), line_prop, text_w - 8))
             for j, line in enumerate(lines):
                 fig.text(x, fy(text_y + head_px + j * line_px), line, ha="left", va="top",
                          fontproperties=line_prop, color="#444444")
@@ -364,7 +395,7 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
                 strip[ry:ry + thumb_px, tx:tx + thumb_px, :3] = np.asarray(img)
                 strip[ry:ry + thumb_px, tx:tx + thumb_px, 3] = 255
                 tx += thumb_px + _GAP
-        ax = fig.add_axes([(_MARGIN + _TEXT_W) / width, fy(top_h + body_h), strip_w / width, body_h / height])
+        ax = fig.add_axes([(_MARGIN + text_w) / width, fy(top_h + body_h), strip_w / width, body_h / height])
         ax.set_axis_off()
         # One image per page, drawn 1:1 (the axes is exactly strip-sized): crisp and fast.
         ax.imshow(strip, interpolation="nearest", aspect="auto")
