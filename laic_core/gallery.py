@@ -11,6 +11,8 @@ Three steps, each usable on its own:
   whole figure;
 - `gallery_figures` draws the rows, `per_page` clusters per figure.
 
+`source_loader` loads feature rows from the `source` column of the features
+metadata (rows are not split indices once embed skipped an image);
 `cluster_entries` and `majority_lines` turn `names.json` entries and labels
 into the dicts `gallery_figures` takes. Figures are built without pyplot, like
 those of `laic_core.figures`; save them with `laic_core.figures.save_figure`.
@@ -18,6 +20,7 @@ those of `laic_core.figures`; save them with `laic_core.figures.save_figure`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -27,7 +30,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
-from laic_core.datasets import to_rgb
+from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
 
 _DPI = 110  # the dpi of laic_core.figures, so all PNGs of a run read at the same scale
@@ -147,6 +150,30 @@ def load_thumbnails(load_image: Callable[[int], Image.Image], rows: Sequence[int
     return out
 
 
+_INDEXED_SOURCE = re.compile(r"^(?P<name>.+)\[(?P<index>\d+)\]$")  # "cifar10:test[12]"
+
+
+def source_loader(sources: Sequence[str], split: ImageSplit | None = None) -> Callable[[int], Image.Image]:
+    """`load_image(row)` over the `source` column of the features metadata.
+
+    Feature rows are not split indices once embed has skipped an unreadable
+    image (the rows after it shift), so the gallery loads by source: a file
+    path is opened directly; "<dataset>:<split>[i]" (a torchvision image) is
+    image i of `split` when `split.name` is "<dataset>:<split>". Anything
+    else fails to load, which `load_thumbnails` shows as a placeholder.
+    """
+    sources = list(sources)
+
+    def load(row: int) -> Image.Image:
+        source = str(sources[row])
+        match = _INDEXED_SOURCE.match(source)
+        if match and split is not None and match["name"] == split.name:
+            return split.load_image(int(match["index"]))
+        return Image.open(source)
+
+    return load
+
+
 # ------------------------------------------------------------------ entries
 
 
@@ -178,14 +205,15 @@ def majority_lines(cluster_labels, true_labels, class_names: Sequence[str] | Non
 
 
 def cluster_entries(names: Sequence[Mapping[str, Any]], thumbnails: Sequence[Sequence[Image.Image]],
-                    *, label_lines: Sequence[str] | None = None,
-                    n_runner_ups: int = 3) -> list[dict]:
+                    *, label_lines: Sequence[str] | None = None, n_runner_ups: int = 3,
+                    n_confident: int | None = None) -> list[dict]:
     """`names.json` entries (from `naming.name_clusters`) + thumbnails -> `gallery_figures` input.
 
     Runner-ups are the next nearest vocabulary nouns after the name, then the
     nouns with the largest weight among the members, without repeats.
     thumbnails[k] belongs to names[k]; label_lines[k] (optional) is shown as a
-    third line.
+    third line; n_confident: the `gallery_members` setting the thumbnails were
+    picked with, so the figure can set the random members apart.
     """
     if len(thumbnails) != len(names) or (label_lines is not None and len(label_lines) != len(names)):
         raise LaicError(f"{len(names)} clusters but {len(thumbnails)} thumbnail lists"
@@ -210,6 +238,8 @@ def cluster_entries(names: Sequence[Mapping[str, Any]], thumbnails: Sequence[Seq
         }
         if label_lines is not None and label_lines[k]:
             item["label"] = str(label_lines[k])
+        if n_confident is not None:
+            item["n_confident"] = min(int(n_confident), item["size"])
         out.append(item)
     return out
 
@@ -293,7 +323,7 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     confident members; a gap separates them from the rest). Each row: the
     cluster id, name and size, a line "also: <runner-ups>", the label line,
     then its thumbnails. Empty clusters are shown as "empty". Width follows
-    the longest thumbnail list (8 at thumb_px 64: about 9.5 in at 110 dpi).
+    the longest thumbnail list (8 at thumb_px 64: about 7.5 to 8.5 in at 110 dpi).
     Returns ceil(K / per_page) figures of equal length (per_page is the most
     per figure), or one saying so when K is 0.
     """

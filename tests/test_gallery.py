@@ -13,7 +13,7 @@ from laic_core.datasets import load_split
 from laic_core.errors import LaicError
 from laic_core.figures import save_figure
 from laic_core.gallery import (cluster_entries, gallery_figures, gallery_members, load_thumbnails,
-                               majority_lines, placeholder, square_thumbnail)
+                               majority_lines, placeholder, source_loader, square_thumbnail)
 from tests.conftest import make_image_tree
 
 # ------------------------------------------------------------------ members
@@ -98,6 +98,28 @@ def test_a_failing_loader_gives_placeholders_not_exceptions(tmp_path):
     blank = np.asarray(placeholder(24))
     assert [np.array_equal(np.asarray(t), blank) for t in thumbs] == [False, True, True, False]
     assert blank[12, 12].tolist() != blank[1, 12].tolist()  # the "x" crosses the centre
+
+
+def test_source_loader_reads_files_and_indexed_split_images(tmp_path):
+    root = make_image_tree(tmp_path / "images", classes=2, per_class=2)
+    split = load_split("imagefolder", "", root, "all")
+    # embed skipped split image 1: feature rows 0, 1, 2 are split images 0, 2, 3
+    sources = [split.source(0), split.source(2), split.source(3), str(tmp_path / "gone.png")]
+    thumbs = load_thumbnails(source_loader(sources), [1, 3], size=20)
+    expected = np.asarray(square_thumbnail(split.load_image(2), 20))
+    assert np.array_equal(np.asarray(thumbs[0]), expected)
+    assert np.array_equal(np.asarray(thumbs[1]), np.asarray(placeholder(20)))
+
+    class Indexed:  # what a torchvision split looks like to the loader
+        name = "cifar10:test"
+
+        def load_image(self, i):
+            return Image.new("RGB", (32, 32), (i, 0, 0))
+
+    load = source_loader(["cifar10:test[7]", "cifar10:train[7]"], Indexed())
+    assert load(0).getpixel((0, 0)) == (7, 0, 0)
+    with pytest.raises(OSError):
+        load(1)  # another split's image: not guessed
 
 
 def test_square_thumbnail_crops_to_the_centre():
@@ -186,7 +208,8 @@ def test_cluster_entries_from_names_json_and_majority_lines():
     ]
     lines = majority_lines([0, 0, 0, 1], [2, 2, 1, -1], ["a", "b", "c"], 2)
     assert lines == ["mostly: c (67%)", ""]
-    entries = cluster_entries(names, [[placeholder(8)], []], label_lines=lines)
+    entries = cluster_entries(names, [[placeholder(8)], []], label_lines=lines, n_confident=6)
+    assert [e["n_confident"] for e in entries] == [3, 0]
     assert entries[0]["runner_ups"] == ["puppy", "leash", "collar"]
     assert entries[0]["label"] == "mostly: c (67%)" and "label" not in entries[1]
     assert entries[1]["empty"] and entries[1]["thumbnails"] == []
