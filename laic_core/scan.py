@@ -1,0 +1,167 @@
+"""SCAN on CLIP features: the standard strong clustering baseline that uses no text.
+
+"SCAN: Learning to Classify Images without Labels" (Van Gansbeke et al., ECCV
+2020), code wvangansbeke/Unsupervised-Classification. Our image features are
+frozen, which is SCAN's own setting for its ImageNet runs
+(configs/scan/scan_imagenet_*.yml: `update_cluster_head_only: True`), so its
+hyperparameters come from there:
+
+- 10 linear cluster heads on the features (models.ClusteringModel), trained
+  together; the head of lowest SCAN loss over every image and its neighbours
+  is kept (utils/evaluate_utils.scan_evaluate; label-free);
+- loss per head: ``-mean log <p_i, p_j> - 5 H(mean p_i)`` over pairs of an
+  anchor and one of its 50 nearest neighbours (in image-feature space) drawn
+  at random (losses.SCANLoss, data/custom_dataset.NeighborsDataset);
+- SGD, lr 5.0, momentum 0.9, no weight decay; 100 epochs of batches of 512.
+
+Deviations: no image augmentations (the features are precomputed, as they are
+for every method here) and no self-labelling step (the issue asks for SCAN's
+neighbour-consistency stage). Nothing here reads labels.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from laic_core.errors import LaicError
+from laic_core.losses import balance_entropy, pair_consistency
+from laic_core.validation import finite_rows, int_at_least, positive_float
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """SCAN's published hyperparameters for a frozen backbone (scan_imagenet_50.yml)."""
+
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float = 5.0
+    momentum: float = 0.9
+    entropy_weight: float = 5.0
+    heads: int = 10
+    knn: int = 50
+
+
+class ScanHeads(torch.nn.Module):
+    """`heads` linear maps (d -> K): SCAN's cluster heads over a frozen backbone."""
+
+    def __init__(self, dim: int, n_clusters: int, heads: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, n_clusters) for _ in range(heads))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [head(x) for head in self.heads]
+
+
+def scan_loss(logits_anchor, logits_neighbor, entropy_weight: float):
+    """SCAN's loss of one head: consistency - entropy_weight * entropy; and its terms."""
+    p_a, p_n = F.softmax(logits_anchor, dim=1), F.softmax(logits_neighbor, dim=1)
+    consistency = pair_consistency(p_a, p_n)
+    entropy = balance_entropy(p_a)
+    return consistency - entropy_weight * entropy, consistency, entropy
+
+
+def train_scan(
+    X,
+    knn_idx,
+    n_clusters: int,
+    *,
+    settings: ScanSettings = ScanSettings(),
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[torch.nn.Linear, int, list[dict]]:
+    """Train SCAN's heads on features X (N, d) with neighbours knn_idx (N, k).
+
+    Returns (the head of lowest SCAN loss, its index, per-epoch history of the
+    mean loss over heads). Seeded by `seed` (initialisation, batch order,
+    neighbour draws).
+    """
+    X = finite_rows(X, "X (image features)")
+    if not isinstance(X, np.ndarray):
+        raise LaicError("SCAN needs dense features")
+    n, dim = X.shape
+    knn_idx = np.asarray(knn_idx)
+    if knn_idx.ndim != 2 or knn_idx.shape[0] != n or knn_idx.min() < 0 or knn_idx.max() >= n:
+        raise LaicError(f"knn_idx must be (N, k) = ({n}, k) neighbour rows in 0..{n - 1}, got shape {knn_idx.shape}")
+    int_at_least(n_clusters, "K", 2, "give at least 2 clusters")
+    positive_float(settings.lr, "scan.lr", "give a learning rate > 0")
+    batch = min(int_at_least(settings.batch_size, "scan.batch_size", 1), n)
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = ScanHeads(dim, n_clusters, int_at_least(settings.heads, "scan.heads", 1)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=0.0)
+    X_t = torch.from_numpy(X).to(device)
+    knn_t = torch.from_numpy(knn_idx.astype(np.int64))
+    steps_per_epoch = -(-n // batch)
+    history = []
+    from laic_core.progress import progress_bar
+
+    with progress_bar(settings.epochs * steps_per_epoch, "scan", unit="step", enabled=progress) as bar:
+        for epoch in range(settings.epochs):
+            order = torch.randperm(n, generator=gen)
+            sums = {"loss": 0.0, "consistency": 0.0, "entropy": 0.0}
+            for start in range(0, n, batch):
+                anchors = order[start:start + batch]
+                neighbours = knn_t[anchors, torch.randint(knn_t.shape[1], (len(anchors),), generator=gen)]
+                out_a, out_n = model(X_t[anchors.to(device)]), model(X_t[neighbours.to(device)])
+                terms = [scan_loss(a, b, settings.entropy_weight) for a, b in zip(out_a, out_n)]
+                loss = torch.stack([t[0] for t in terms]).sum()  # every head learns (SCAN sums them)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                sums["loss"] += loss.item() / len(terms)
+                sums["consistency"] += float(np.mean([t[1].item() for t in terms]))
+                sums["entropy"] += float(np.mean([t[2].item() for t in terms]))
+                bar.update(1)
+            history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
+            if not np.isfinite(history[-1]["loss"]):
+                raise LaicError(f"scan: the loss became {history[-1]['loss']} in epoch {epoch + 1}; lower scan.lr")
+    best = lowest_loss_head(model, X_t, knn_t.to(device), settings.entropy_weight, seed=seed)
+    return model.heads[best].eval(), best, history
+
+
+def lowest_loss_head(model: ScanHeads, X: torch.Tensor, knn_idx: torch.Tensor, entropy_weight: float,
+                     *, sample: int = 20000, seed: int = 0, block_size: int = 1024) -> int:
+    """The head of lowest SCAN loss over images and all their neighbours (scan_evaluate; no labels).
+
+    SCAN scores every image of its validation split; at scale a seeded sample
+    of `sample` anchors stands in (memory O(block_size * k * K)).
+    """
+    n = X.shape[0]
+    anchors = torch.arange(n)
+    if n > sample:
+        anchors = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:sample].sort().values
+    totals = []
+    with torch.no_grad():
+        for head in model.heads:
+            log_sum, n_pairs, mean_p = 0.0, 0, 0.0
+            for start in range(0, len(anchors), block_size):
+                rows = anchors[start:start + block_size].to(X.device)
+                p = F.softmax(head(X[rows]), dim=1)  # (b, K)
+                p_nb = F.softmax(head(X[knn_idx[rows]]), dim=2)  # (b, k, K)
+                similarity = torch.einsum("bk,bjk->bj", p, p_nb).clamp(1e-7, 1.0)
+                log_sum += -similarity.log().sum().item()
+                n_pairs += similarity.numel()
+                mean_p = mean_p + p.sum(dim=0)
+            totals.append(log_sum / n_pairs - entropy_weight * balance_entropy((mean_p / len(anchors))[None]).item())
+    return int(np.argmin(totals))
+
+
+def predict(head: torch.nn.Linear, X, *, block_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,) int64, confidence (N,) float32 = max softmax) of one linear head, in blocks."""
+    device = head.weight.device
+    labels = np.empty(X.shape[0], np.int64)
+    confidence = np.empty(X.shape[0], np.float32)
+    with torch.no_grad():
+        for start in range(0, X.shape[0], block_size):
+            block = torch.from_numpy(np.array(X[start:start + block_size], dtype=np.float32)).to(device)
+            top, arg = F.softmax(head(block), dim=1).max(dim=1)
+            labels[start:start + len(block)] = arg.cpu().numpy()
+            confidence[start:start + len(block)] = top.cpu().numpy()
+    return labels, confidence
