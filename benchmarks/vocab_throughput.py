@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-from laic_core.encode import encode_nouns, ensemble_mean
+from laic_core.text_encode import encode_nouns, ensemble_mean
 from laic_core.models import load_clip
 from laic_core.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix
 from laic_core.text_tower import TextTower

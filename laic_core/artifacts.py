@@ -77,6 +77,12 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
             np.save(fh, np.ascontiguousarray(array))
 
 
+def save_csv(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a DataFrame as CSV (no index), atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def load_npy(path: str | Path, *, mmap: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.is_file():

@@ -91,6 +91,7 @@ class NeighborsParams:
     k: int = 10
     min_agreement: float = 1.0
     method: Literal["exact", "faiss"] = "exact"
+    image_k: int = 50  # neighbours in image-feature space, for the TAC and SCAN baselines
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,29 @@ class CentersParams:
 
 
 @dataclass(frozen=True)
+class TacParams:
+    # "auto": TAC's published values for this K (laic_core.tac.TacSettings.published)
+    epochs: Union[int, Literal["auto"]] = "auto"
+    batch_size: Union[int, Literal["auto"]] = "auto"
+    temperature: Union[float, Literal["auto"]] = "auto"
+    entropy_weight: float = 5.0
+    lr: float = 0.001
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float = 5.0
+    heads: int = 10
+    entropy_weight: float = 5.0
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     purity_ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
     purity_sample: int = 50000  # fit images the purity curve is measured on (a seeded subset); 0 = all
+    internal_sample: int = 10000  # eval images the label-free scores are measured on (seeded); 0 = all
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,8 @@ class Params:
     relation: RelationParams = field(default_factory=RelationParams)
     neighbors: NeighborsParams = field(default_factory=NeighborsParams)
     centers: CentersParams = field(default_factory=CentersParams)
+    tac: TacParams = field(default_factory=TacParams)
+    scan: ScanParams = field(default_factory=ScanParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
@@ -176,11 +199,23 @@ _RANGES = {
     ("centers", "lr"): (lambda v: v > 0, "a number > 0"),
     ("centers", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("centers", "init_template"): (lambda v: v.count("{}") == 1, "a string with exactly one '{}'"),
+    ("neighbors", "image_k"): (lambda v: v >= 1, "an integer >= 1"),
+    ("tac", "epochs"): (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
+    ("tac", "batch_size"): (lambda v: v == "auto" or v >= 2, "'auto' or an integer >= 2"),
+    ("tac", "temperature"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("tac", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
+    ("tac", "lr"): (lambda v: v > 0, "a number > 0"),
+    ("scan", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
+    ("scan", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("scan", "lr"): (lambda v: v > 0, "a number > 0"),
+    ("scan", "heads"): (lambda v: v >= 1, "an integer >= 1"),
+    ("scan", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
     ("evaluate", "purity_ks"): (
         lambda v: len(v) > 0 and all(isinstance(k, int) and k >= 1 for k in v),
         "a non-empty list of integers >= 1",
     ),
     ("evaluate", "purity_sample"): (lambda v: v == 0 or v >= 2, "0 (all fit images) or an integer >= 2"),
+    ("evaluate", "internal_sample"): (lambda v: v == 0 or v >= 2, "0 (all eval images) or an integer >= 2"),
 }
 
 

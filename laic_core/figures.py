@@ -190,3 +190,88 @@ def training_figure(steps: Sequence[float], series: Mapping[str, Sequence[float]
         ax.set_axis_off()
     fig.suptitle(title)
     return fig
+
+
+# ------------------------------------------------------------------ the paper's Figs. 1a and 3
+
+
+def joint_projection(V, T, *, n_images: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One 2-D PCA projection of image features and noun features together (the paper's Fig. 1a).
+
+    V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings. A seeded
+    sample of at most `n_images` images keeps the figure readable. Returns
+    (image points (n, 2), noun points (M, 2), the sampled image rows (n,)).
+    """
+    V, T = np.asarray(V, dtype=np.float64), np.asarray(T, dtype=np.float64)
+    if V.ndim != 2 or T.ndim != 2 or V.shape[1] != T.shape[1] or not len(V) or not len(T):
+        raise LaicError(f"image features {V.shape} and noun features {T.shape} must be (n, d) and (m, d)")
+    rows = np.arange(len(V))
+    if len(V) > n_images:
+        rows = np.sort(np.random.default_rng(seed).choice(len(V), size=n_images, replace=False))
+    joint = np.vstack([V[rows], T])
+    centred = joint - joint.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ vt[:2].T
+    return points[:len(rows)], points[len(rows):], rows
+
+
+def projection_figure(image_points, noun_points, image_groups=None, *,
+                      title: str = "Image and noun features in one 2-D projection (PCA)") -> Figure:
+    """Images as small dots (coloured by cluster when given), nouns as black crosses.
+
+    The nouns' cloud is far tighter than the images': text features of nouns
+    are compact, which is why a mixture of them (TAC's per-image text feature)
+    discriminates little and the paper turns to relations instead.
+    """
+    image_points, noun_points = np.asarray(image_points), np.asarray(noun_points)
+    fig = _new_figure(6.2, 5.0)
+    ax = fig.add_subplot()
+    colours = None if image_groups is None else np.asarray(image_groups)
+    ax.scatter(image_points[:, 0], image_points[:, 1], s=4, c=colours, cmap="tab20" if colours is not None else None,
+               alpha=0.55, linewidths=0, label=f"images ({len(image_points)})")
+    ax.scatter(noun_points[:, 0], noun_points[:, 1], s=14, marker="x", color="black", linewidths=0.8,
+               label=f"selected nouns ({len(noun_points)})")
+    ax.set_xlabel("first principal direction")
+    ax.set_ylabel("second principal direction")
+    ax.legend(loc="best", fontsize=8, markerscale=2)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return fig
+
+
+def relation_figure(C_rows, row_clusters, *, max_columns: int = 300,
+                    title: str = "Relation matrix C, rows sorted by cluster") -> Figure:
+    """The paper's Fig. 3: rows of C (images) grouped by cluster, columns (nouns) grouped by the
+    cluster whose members weigh them most; each row scaled by its largest |entry|.
+
+    C_rows: (n, M') rows of C of a sample of images; row_clusters: (n,) their clusters.
+    At most `max_columns` nouns are shown: those of largest mean |weight|.
+    """
+    C = np.asarray(C_rows, dtype=np.float64)
+    clusters = np.asarray(row_clusters)
+    if C.ndim != 2 or clusters.shape != (C.shape[0],) or C.size == 0:
+        raise LaicError(f"C_rows {C.shape} and row_clusters {clusters.shape} must be (n, M') and (n,)")
+    scale = np.abs(C).max(axis=1, keepdims=True)
+    C = np.divide(C, scale, out=np.zeros_like(C), where=scale > 0)
+    columns = np.argsort(-np.abs(C).mean(axis=0), kind="stable")[:max_columns]
+    C = C[:, columns]
+    ids = np.unique(clusters)
+    means = np.stack([C[clusters == k].mean(axis=0) for k in ids])  # (clusters, columns)
+    col_order = np.lexsort((-means.max(axis=0), means.argmax(axis=0)))
+    row_order = np.argsort(clusters, kind="stable")
+    C = C[row_order][:, col_order]
+    fig = _new_figure(8.0, 5.5)
+    ax = fig.add_subplot()
+    signed = (C < 0).any()
+    image = ax.imshow(C, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "viridis",
+                      vmin=-1.0 if signed else 0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="weight / the row's largest")
+    bounds = np.flatnonzero(np.diff(clusters[row_order])) + 0.5
+    for y in bounds:
+        ax.axhline(y, color="black", linewidth=0.6)
+    ax.set_xlabel(f"nouns ({C.shape[1]}), grouped by the cluster that weighs them most")
+    ax.set_ylabel(f"images ({C.shape[0]}), grouped by cluster")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return fig

@@ -11,14 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-METHODS = ("clip_kmeans", "tac_notrain", "ours_notrain", "ours", "zeroshot")
-METHOD_TITLES = {
-    "clip_kmeans": "CLIP k-means",
-    "tac_notrain": "TAC (no train)",
-    "ours_notrain": "ours (no train)",
-    "ours": "ours",
-    "zeroshot": "zero-shot (class names)",
-}
+from laic_core.methods import METHODS, ordered as ordered_methods, title as method_title
+
 SCORE_KEYS = ("acc", "nmi", "ari")
 SIZE_KEYS = ("n", "min_size", "max_size", "n_empty", "size_entropy")
 MISSING = "–"
@@ -70,12 +64,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
     return "\n".join(lines)
 
 
-def ordered_methods(names: Iterable[str]) -> list[str]:
-    """Known methods in the papers' order, then any others alphabetically."""
-    names = list(dict.fromkeys(names))
-    return [m for m in METHODS if m in names] + sorted(n for n in names if n not in METHODS)
-
-
 def is_labelled(scores: Mapping[str, Mapping]) -> bool:
     """Whether a scores dict holds label-based scores (ACC/NMI/ARI) rather than sizes."""
     return any(isinstance(v, Mapping) and "acc" in v for v in scores.values())
@@ -88,10 +76,10 @@ def scores_table(scores: Mapping[str, Mapping]) -> str:
     """Methods x ACC/NMI/ARI (percent) when labelled, else methods x cluster-size figures."""
     methods = ordered_methods(k for k, v in scores.items() if isinstance(v, Mapping))
     if is_labelled(scores):
-        rows = [[METHOD_TITLES.get(m, m)] + [percent(scores[m].get(k)) for k in SCORE_KEYS]
+        rows = [[method_title(m)] + [percent(scores[m].get(k)) for k in SCORE_KEYS]
                 for m in methods]
         return markdown_table(["method", "ACC", "NMI", "ARI"], rows)
-    rows = [[METHOD_TITLES.get(m, m)] + [number(scores[m].get(k)) for k in SIZE_KEYS] for m in methods]
+    rows = [[method_title(m)] + [number(scores[m].get(k)) for k in SIZE_KEYS] for m in methods]
     return markdown_table(["method", "images", "smallest", "largest", "empty", "size entropy"], rows)
 
 
@@ -144,7 +132,7 @@ def clusters_table(clusters: Sequence[Any]) -> str:
     columns: list[str] = []
     for entry in entries:
         for key in entry:
-            if key not in (*_ID_KEYS, "size") and key not in columns:
+            if key not in (*_ID_KEYS, "size", "empty") and key not in columns:
                 columns.append(key)
     has_size = any("size" in e for e in entries)
     header = ["cluster"] + (["size"] if has_size else []) + [c.replace("_", " ") for c in columns]
@@ -153,7 +141,10 @@ def clusters_table(clusters: Sequence[Any]) -> str:
         row = [str(cluster_id(entry, position))]
         if has_size:
             row.append(number(entry.get("size")))
-        row += [_cluster_value(entry[c]) if c in entry else MISSING for c in columns]
+        if entry.get("empty"):  # no image: nothing to name, and its center's nouns describe nobody
+            row += ["(empty cluster)" if c == "name" else MISSING for c in columns]
+        else:
+            row += [_cluster_value(entry[c]) if c in entry else MISSING for c in columns]
         rows.append(row)
     align = ["l"] + (["r"] if has_size else []) + ["l"] * len(columns)
     return markdown_table(header, rows, align)
@@ -184,14 +175,43 @@ def purity_ks_note(ks: Sequence[int], n_labelled: int, purity_sample: int) -> st
             f"it is measured on {n} labelled fit image(s), so k can be at most {max(n - 1, 0)}; {fix}")
 
 
+SKIPPED_LISTED = 20  # unreadable files named in the report; the rest are counted
+
+
 def features_notes(meta: Mapping[str, Any], source: str) -> list[str]:
     """The notes embed recorded in a features file (how the split was read, skipped files)."""
     notes = [f"{source}: {n}" for n in meta.get("notes") or []]
     skipped = meta.get("skipped") or []
     if skipped:
-        notes.append(f"{source}: {len(skipped)} unreadable image(s) skipped (embed.on_error: skip), "
-                     "listed under 'skipped' in its metadata")
+        shown = ", ".join(f"`{s}`" for s in skipped[:SKIPPED_LISTED])
+        more = f" and {len(skipped) - SKIPPED_LISTED} more" if len(skipped) > SKIPPED_LISTED else ""
+        notes.append(f"{source}: {len(skipped)} unreadable image(s) skipped (embed.on_error: skip), not "
+                     f"clustered: {shown}{more} (all are listed under 'skipped' in its metadata)")
     return notes
+
+
+def internal_table(internal: Mapping[str, Mapping]) -> str:
+    """Label-free scores per method: silhouette, Davies-Bouldin, Calinski-Harabasz, size balance."""
+    rows = []
+    for m in ordered_methods(internal):
+        e = internal[m]
+        rows.append([method_title(m), number(e.get("silhouette")), number(e.get("davies_bouldin")),
+                     number(e.get("calinski_harabasz")), number(e.get("size_entropy")), number(e.get("n_empty"))])
+    return markdown_table(["method", "silhouette (higher)", "Davies-Bouldin (lower)", "Calinski-Harabasz (higher)",
+                           "size entropy", "empty clusters"], rows)
+
+
+def cost_table(cost: Mapping[str, Mapping]) -> str:
+    """What each stage's last run cost on its machine (metrics/cost/)."""
+    rows = [[stage, number(c.get("wall_seconds")), number(c.get("cpu_seconds")), number(c.get("peak_rss_mib")),
+             number(c.get("peak_gpu_mib"))] for stage, c in cost.items()]
+    return markdown_table(["stage", "wall s", "CPU s", "peak RSS MiB", "peak GPU MiB"], rows)
+
+
+def methods_table(names: Iterable[str]) -> str:
+    rows = [[METHODS[m].title, m, METHODS[m].stage, METHODS[m].description]
+            for m in ordered_methods(names) if m in METHODS]
+    return markdown_table(["method", "key", "stage", "what it is"], rows, ["l", "l", "l", "l"])
 
 
 def diagnostics_section(diagnostics: Mapping[str, Any]) -> str:
@@ -250,13 +270,19 @@ def render_report(
     params: Mapping[str, Any] | None = None,
     figures: Mapping[str, str] | None = None,
     title: str = "LAIC run report",
+    internal: Mapping[str, Mapping] | None = None,
+    cost: Mapping[str, Mapping] | None = None,
+    gallery: Sequence[str] | None = None,
 ) -> str:
     """The per-run report (metrics/report.md).
 
     scores / fit_scores: {method: {acc, nmi, ari}} or label-free {method: {n,
     min_size, ...}}; diagnostics: as written by the evaluate stage; clusters:
-    names.json; params: flat {key: value}; figures: {caption: relative path}.
-    Sections whose input is None or empty are left out.
+    names.json; params: flat {key: value}; figures: {caption: relative path};
+    internal: label-free scores per method; cost: per-stage cost; gallery:
+    relative paths of the gallery pages. fit_scores only when the fit split is
+    not the eval split (the caller decides). Sections whose input is None or
+    empty are left out.
     """
     diagnostics = diagnostics or {}
     labelled = is_labelled(scores)
@@ -273,6 +299,14 @@ def render_report(
     parts.append(f"{heading}\n\n{note}\n\n{scores_table(scores)}" if scores else f"{heading}\n\nNo scores.")
     if fit_scores:
         parts.append("## Scores (fit split)\n\n" + scores_table(fit_scores))
+    if internal:
+        parts.append("## Label-free scores (eval split)\n\nOn the image features, the same seeded sample for "
+                     "every method; they need no labels, so they also judge a run on unlabelled images.\n\n"
+                     + internal_table(internal))
+    if gallery:
+        parts.append("## Gallery\n\nEach row: a cluster of `ours`, its name and runner-up nouns, its most "
+                     "confident images, then a few random members.\n\n"
+                     + "\n\n".join(f"![gallery page {i + 1}]({path})" for i, path in enumerate(gallery)))
     if clusters:
         parts.append("## Clusters\n\n" + clusters_table(clusters))
     section = diagnostics_section(diagnostics)
@@ -280,6 +314,10 @@ def render_report(
         parts.append("## Diagnostics\n\n" + section)
     if figures:
         parts.append("## Figures\n\n" + "\n\n".join(f"![{caption}]({path})" for caption, path in figures.items()))
+    if scores:
+        parts.append("## Methods\n\n" + methods_table(scores))
+    if cost:
+        parts.append("## Cost of the last run of each stage\n\n" + cost_table(cost))
     return "\n\n".join(parts) + "\n"
 
 
@@ -316,7 +354,7 @@ def render_comparison(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
                       metrics: Sequence[str] = SCORE_KEYS, *, title: str | None = None) -> str:
     """Rows = datasets (runs), columns = methods x metrics, values in percent."""
     methods, rows = comparison_rows(runs, methods, metrics)
-    header = ["dataset"] + [f"{METHOD_TITLES.get(m, m)} {k.upper()}" for m in methods for k in metrics]
+    header = ["dataset"] + [f"{method_title(m)} {k.upper()}" for m in methods for k in metrics]
     body = [[row[0]] + [percent(v) for v in row[1:]] for row in rows]
     table = markdown_table(header, body)
     return (f"# {title}\n\n" if title else "") + table + "\n"

@@ -21,7 +21,6 @@ neighbour-consistency stage). Nothing here reads labels.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np

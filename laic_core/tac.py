@@ -29,12 +29,10 @@ K >= 100, which selects exactly its UCF-101 (101) and ImageNet (1000) runs.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from laic_core.errors import LaicError
 from laic_core.losses import balance_entropy, cluster_contrastive, pair_consistency

@@ -22,7 +22,7 @@ import torch
 import typer
 
 from laic_core.artifacts import (
-    atomic_path, load_json, load_npy, load_parquet, save_json, save_npy, save_parquet, save_torch,
+    load_json, load_npy, load_parquet, save_csv, save_json, save_npy, save_parquet, save_torch,
 )
 from laic_core.centers import assign_labels, steps_for, train_centers
 from laic_core.config import load_params
@@ -38,18 +38,6 @@ from stages import layout
 from stages.runner import run, stage_app
 
 app = stage_app()
-
-PROMPTS = layout.CENTERS / "prompts.pt"
-CENTERS = layout.CENTERS / "centers.npy"
-NAMES = layout.CENTERS / "names.json"
-HISTORY = layout.METRICS / "centers_history.csv"
-SUMMARY = layout.METRICS / "centers.json"
-
-
-def assignments_path(role: str) -> Path:
-    """(row, cluster, confidence) of every image of the fit or eval split."""
-    return layout.CENTERS / f"assign_{role}.parquet"
-
 
 def _matrix(path: Path, *, mmap: bool = False) -> np.ndarray:
     array = load_npy(path, mmap=mmap)
@@ -76,55 +64,50 @@ def load_inputs(n_clusters: int) -> dict:
         raise LaicError(f"dataset.num_clusters: {n_clusters} clusters but only {n_fit} fit images; "
                         "lower num_clusters or add images")
 
-    selected = load_parquet(layout.NOUNS / "selected.parquet")
+    selected = load_parquet(layout.SELECTED_NOUNS)
     if "noun" not in selected.columns:
-        raise LaicError(f"{layout.NOUNS / 'selected.parquet'}: no 'noun' column; rerun `dvc repro nouns`")
+        raise LaicError(f"{layout.SELECTED_NOUNS}: no 'noun' column; rerun `dvc repro nouns`")
     selected_nouns = [str(n) for n in selected["noun"]]
-    noun_text = _matrix(layout.NOUNS / "text.npy", mmap=True)
-    _same_dim(noun_text, layout.NOUNS / "text.npy", V_fit, layout.features("fit"))
+    noun_text = _matrix(layout.SELECTED_TEXT, mmap=True)
+    _same_dim(noun_text, layout.SELECTED_TEXT, V_fit, layout.features("fit"))
     if noun_text.shape[0] != len(selected_nouns):
-        raise LaicError(f"{layout.NOUNS / 'text.npy'} has {noun_text.shape[0]} rows but "
+        raise LaicError(f"{layout.SELECTED_TEXT} has {noun_text.shape[0]} rows but "
                         f"selected.parquet lists {len(selected_nouns)} nouns; rerun `dvc repro nouns`")
 
     spec = load_json(layout.RELATION_SPEC)
     if spec.get("n_nouns") != len(selected_nouns):
         raise LaicError(f"{layout.RELATION_SPEC} describes {spec.get('n_nouns')} nouns but "
-                        f"{layout.NOUNS / 'selected.parquet'} lists {len(selected_nouns)}; rerun `dvc repro relation`")
+                        f"{layout.SELECTED_NOUNS} lists {len(selected_nouns)}; rerun `dvc repro relation`")
 
-    knn = load_npy(layout.NEIGHBORS / "knn.npy")
-    reliable = load_npy(layout.NEIGHBORS / "reliable.npy")
-    pseudo = load_npy(layout.NEIGHBORS / "pseudo.npy")
-    for name, array in (("knn.npy", knn), ("reliable.npy", reliable), ("pseudo.npy", pseudo)):
+    knn = load_npy(layout.KNN)
+    reliable = load_npy(layout.RELIABLE)
+    pseudo = load_npy(layout.PSEUDO)
+    for path, array in ((layout.KNN, knn), (layout.RELIABLE, reliable), (layout.PSEUDO, pseudo)):
         if array.shape[0] != n_fit:
-            raise LaicError(f"{layout.NEIGHBORS / name} has {array.shape[0]} rows but there are "
+            raise LaicError(f"{path} has {array.shape[0]} rows but there are "
                             f"{n_fit} fit images; rerun `dvc repro neighbors`")
     if pseudo.size and (pseudo.min() < 0 or pseudo.max() >= n_clusters):
         raise LaicError(
-            f"{layout.NEIGHBORS / 'pseudo.npy'}: pseudo-labels span {pseudo.min()}..{pseudo.max()}, "
+            f"{layout.PSEUDO}: pseudo-labels span {pseudo.min()}..{pseudo.max()}, "
             f"but dataset.num_clusters is {n_clusters} (they must lie in 0..{n_clusters - 1}); "
             "rerun `dvc repro` after changing num_clusters"
         )
     reliable = reliable.astype(bool)
     if not reliable.any():
         raise LaicError(
-            f"{layout.NEIGHBORS / 'reliable.npy'}: no fit image is reliable, so no pseudo-label can anchor "
+            f"{layout.RELIABLE}: no fit image is reliable, so no pseudo-label can anchor "
             "the training; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
         )
 
-    vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB / "nouns.parquet")["noun"]]
-    vocab_text = _matrix(layout.VOCAB / "text.npy", mmap=True)
-    _same_dim(vocab_text, layout.VOCAB / "text.npy", V_fit, layout.features("fit"))
+    vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB_NOUNS)["noun"]]
+    vocab_text = _matrix(layout.VOCAB_TEXT, mmap=True)
+    _same_dim(vocab_text, layout.VOCAB_TEXT, V_fit, layout.features("fit"))
     if vocab_text.shape[0] != len(vocab_nouns):
-        raise LaicError(f"{layout.VOCAB / 'text.npy'} has {vocab_text.shape[0]} rows but nouns.parquet "
+        raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
     return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, noun_text=noun_text, spec=spec, knn=knn,
                 reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
                 vocab_text=vocab_text)
-
-
-def save_csv(path: Path, table: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
 
 
 def relation_means(inputs: dict, labels: np.ndarray, n_clusters: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +139,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     cp = params.centers
     K = params.dataset.num_clusters
     provenance = check_against_params(
-        [layout.features_meta("fit"), layout.features_meta("eval"), layout.NOUNS / "selected.parquet",
-         layout.VOCAB / "nouns.parquet"], params.model, params_file, layout.HASH_CACHE)
+        [layout.features_meta("fit"), layout.features_meta("eval"), layout.SELECTED_NOUNS,
+         layout.VOCAB_NOUNS], params.model, params_file, layout.HASH_CACHE)
     tau = resolve_temperature(cp.tau, cp.tau_relative, provenance.get("logit_scale"), "centers.tau")
     inputs = load_inputs(K)
     V_fit = np.array(inputs["V_fit"], dtype=np.float32)  # a writable copy (the file is memory-mapped)
@@ -193,19 +176,19 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     with torch.no_grad():
         centers = learner().cpu().numpy().astype(np.float32)
 
-    save_torch(PROMPTS, {
+    save_torch(layout.PROMPTS, {
         **learner.export(),
         "model": provenance["model"],  # predict checks its params against this
         "dim": d,
         "tau": tau,
     })
-    save_npy(CENTERS, centers)
+    save_npy(layout.CENTER_VECTORS, centers)
     labels, mean_confidence, init_labels = {}, {}, {}
     for role, V in (("fit", V_fit), ("eval", inputs["V_eval"])):
         labels[role], confidence = assign_labels(V, centers, tau)
         init_labels[role], _ = assign_labels(V, initial, tau)
         mean_confidence[role] = float(confidence.mean()) if confidence.size else 0.0
-        save_parquet(assignments_path(role), pd.DataFrame({
+        save_parquet(layout.assignments("centers", role), pd.DataFrame({
             "row": np.arange(len(labels[role]), dtype=np.int64),
             "cluster": labels[role],
             "confidence": confidence,
@@ -216,14 +199,14 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
                           inputs["selected_nouns"], sizes)
     for entry, noun in zip(names, init_nouns):
         entry["init_noun"] = noun
-    save_json(NAMES, names)
-    save_csv(HISTORY, pd.DataFrame(history, columns=["step", "loss", "consistency", "entropy", "ce"]))
+    save_json(layout.NAMES, names)
+    save_csv(layout.CENTERS_HISTORY, pd.DataFrame(history, columns=["step", "loss", "consistency", "entropy", "ce"]))
     final = history[-1]
     empty = int((sizes == 0).sum())
     # Label-free and deterministic (no timings: the file is git-tracked); scores
     # against labels are the evaluate stage's. Agreement: the share of fit images
     # whose cluster matches under the best one-to-one matching of cluster ids.
-    save_json(SUMMARY, {
+    save_json(layout.CENTERS_METRICS, {
         "steps": steps,
         "tau": tau,
         "reliable": n_reliable,

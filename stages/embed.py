@@ -127,7 +127,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
             engine = local_engine(bundle, params)
             print(f"model {params.model.name} ({params.model.pretrained}) on {bundle.device}")
         stats = _embed_splits(bundle, splits, params, engine)
-    save_json(layout.METRICS / "embed.json", stats)
+    save_json(layout.EMBED_METRICS, stats)
 
 
 def _embed_splits(bundle, splits, params, engine: Engine) -> dict:

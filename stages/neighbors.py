@@ -1,21 +1,25 @@
 """neighbors: k nearest neighbours in relation space, pseudo-labels, and the reliable mask.
 
-Writes data/neighbors/knn.npy ((N_fit, k) int64), pseudo.npy ((N_fit,)
-int64: the ours_notrain clustering of the fit split), reliable.npy
-((N_fit,) bool: at least `min_agreement` of the neighbours share the
-sample's pseudo-label) and label-free statistics in metrics/neighbors.json.
+Writes data/neighbors/knn.npy ((N_fit, k) int64, relation space),
+pseudo.npy ((N_fit,) int64: the ours_notrain clustering of the fit split),
+reliable.npy ((N_fit,) bool: at least `min_agreement` of the neighbours share
+the sample's pseudo-label), knn_image.npy ((N_fit, image_k) int64: neighbours
+in image-feature space, which the TAC and SCAN baselines train on) and
+label-free statistics in metrics/neighbors.json.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
-from laic_core.artifacts import load_matrix, load_parquet, save_json, save_npy
+from laic_core.artifacts import load_matrix, load_npy, load_parquet, save_json, save_npy
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.neighbors import consistency_filter, knn, neighbor_stats
+from laic_core.validation import check_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -27,19 +31,28 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     params = load_params(params_file)
     p = params.neighbors
     rows = load_matrix(layout.relation_rows("fit"))  # already normalised
-    pseudo = load_parquet(layout.relation_assign("fit"))["ours_notrain"].to_numpy()
+    pseudo = load_parquet(layout.assignments("relation", "fit"))["ours_notrain"].to_numpy()
     if len(pseudo) != rows.shape[0]:
         raise LaicError(f"{layout.RELATION}: rows_fit has {rows.shape[0]} rows but assign_fit {len(pseudo)}; "
                         "rerun `dvc repro relation`")
     if p.k >= rows.shape[0]:
-        raise LaicError(f"neighbors.k: k={p.k} needs more than {p.k} fit images, there are {rows.shape[0]}")
+        raise LaicError(f"neighbors.k: {p.k} neighbours need more than {p.k} fit images, "
+                        f"there are {rows.shape[0]}; lower neighbors.k")
     knn_idx = knn(rows, p.k, method=p.method, progress=True)
     reliable = consistency_filter(knn_idx, pseudo, p.min_agreement)
-    save_npy(layout.NEIGHBORS / "knn.npy", knn_idx)
-    save_npy(layout.NEIGHBORS / "pseudo.npy", pseudo)
-    save_npy(layout.NEIGHBORS / "reliable.npy", reliable)
+    V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
+    image_k = min(p.image_k, V.shape[0] - 1)
+    if image_k < p.image_k:  # the baselines' published k exceeds a small collection: say so, go on
+        print(f"neighbors: warning: neighbors.image_k {p.image_k} needs more than {p.image_k} fit images; "
+              f"there are {V.shape[0]}, so the TAC and SCAN baselines get {image_k} image neighbours",
+              file=sys.stderr)
+    image_knn = knn(V, image_k, method=p.method, progress=True)
+    save_npy(layout.KNN, knn_idx)
+    save_npy(layout.PSEUDO, pseudo)
+    save_npy(layout.RELIABLE, reliable)
+    save_npy(layout.IMAGE_KNN, image_knn)
     stats = neighbor_stats(knn_idx, pseudo, reliable)
-    save_json(layout.METRICS / "neighbors.json", stats)
+    save_json(layout.NEIGHBORS_METRICS, stats)
     print(f"neighbors: {int(reliable.sum())} of {len(reliable)} fit images are reliable "
           f"({stats['fraction_reliable']:.1%}; k={p.k}, min_agreement={p.min_agreement}); neighbours sharing "
           f"the pseudo-label: {stats['mean_agreement']:.1%} of all, "

@@ -18,7 +18,7 @@ from laic_core.errors import LaicError
 from laic_core.provenance import check_against_params, read_provenance
 from laic_core.relation import check_embeddings
 from laic_core.temperature import resolve_temperature
-from laic_core.vocab import default_n_groups, select_nouns
+from laic_core.noun_filter import default_n_groups, select_nouns
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -31,12 +31,12 @@ MIN_NOUNS = 2
 def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
     params = load_params(params_file)
     p = params.nouns
-    provenance = check_against_params([layout.features_meta("fit"), layout.VOCAB / "nouns.parquet"],
+    provenance = check_against_params([layout.features_meta("fit"), layout.VOCAB_NOUNS],
                                       params.model, params_file, layout.HASH_CACHE)
     tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "nouns.tau")
     V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
-    T = check_embeddings(load_npy(layout.VOCAB / "text.npy"), str(layout.VOCAB / "text.npy"), dim=V.shape[1])
-    vocab = load_parquet(layout.VOCAB / "nouns.parquet")["noun"].tolist()
+    T = check_embeddings(load_npy(layout.VOCAB_TEXT), str(layout.VOCAB_TEXT), dim=V.shape[1])
+    vocab = load_parquet(layout.VOCAB_NOUNS)["noun"].tolist()
     if len(vocab) != len(T):
         raise LaicError(f"{layout.VOCAB}: nouns.parquet has {len(vocab)} rows but text.npy {len(T)}; rerun `dvc repro vocab`")
 
@@ -60,10 +60,10 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         "group": group,
         "score": score,
     })
-    save_parquet(layout.NOUNS / "selected.parquet", table,
+    save_parquet(layout.SELECTED_NOUNS, table,
                  {"filter": p.filter, "n_groups": n_groups, "gamma": p.gamma, "vocab_size": len(T), "tau": tau,
-                  "provenance": read_provenance(layout.VOCAB / "nouns.parquet")})
-    save_npy(layout.NOUNS / "text.npy", np.ascontiguousarray(T[index], dtype=np.float32))
+                  "provenance": read_provenance(layout.VOCAB_NOUNS)})
+    save_npy(layout.SELECTED_TEXT, np.ascontiguousarray(T[index], dtype=np.float32))
     print(f"nouns: kept {len(index)} of {len(T)} nouns ({p.filter} filter, {n_groups} image groups)")
 
 

@@ -28,7 +28,6 @@ from laic_core.errors import LaicError
 from laic_core.models import load_clip
 from laic_core.provenance import describe, model_identity, same_model
 from stages import layout
-from stages.centers import CENTERS, NAMES, PROMPTS
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -37,22 +36,22 @@ app = stage_app()
 def load_learned(params) -> tuple[np.ndarray, list[str], float]:
     """(K, d) centers, K cluster names and the temperature they were trained with; errors when
     missing or from another model."""
-    for path in (CENTERS, PROMPTS, NAMES):
+    for path in (layout.CENTER_VECTORS, layout.PROMPTS, layout.NAMES):
         if not path.is_file():
             raise LaicError(f"{path}: missing; the clusters have not been learned yet. "
                             "Run the pipeline first (`dvc repro`), then predict")
-    saved = torch.load(PROMPTS, map_location="cpu", weights_only=True)
+    saved = torch.load(layout.PROMPTS, map_location="cpu", weights_only=True)
     was = saved.get("model", {})
     now = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
     if not isinstance(was, dict) or not same_model(was, now):
         raise LaicError(
-            f"{PROMPTS}: the centers were learned with {describe(was if isinstance(was, dict) else {})} but "
+            f"{layout.PROMPTS}: the centers were learned with {describe(was if isinstance(was, dict) else {})} but "
             f"params now say {describe(now)}; run `dvc repro` to relearn them, or restore the model settings"
         )
-    centers = np.load(CENTERS)
-    names = load_json(NAMES)
+    centers = np.load(layout.CENTER_VECTORS)
+    names = load_json(layout.NAMES)
     if centers.ndim != 2 or len(names) != centers.shape[0]:
-        raise LaicError(f"{CENTERS} and {NAMES} disagree on the number of clusters; rerun `dvc repro`")
+        raise LaicError(f"{layout.CENTER_VECTORS} and {layout.NAMES} disagree on the number of clusters; rerun `dvc repro`")
     return centers.astype(np.float32), [str(n.get("name", "")) for n in names], float(saved["tau"])
 
 
@@ -73,7 +72,7 @@ def main(
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)
     if dim != centers.shape[1]:
-        raise LaicError(f"model {params.model.name} gives d={dim} image features but {CENTERS} has "
+        raise LaicError(f"model {params.model.name} gives d={dim} image features but {layout.CENTER_VECTORS} has "
                         f"d={centers.shape[1]}; run `dvc repro` to relearn the centers with this model")
     with tempfile.TemporaryDirectory(prefix="laic-predict-") as tmp:
         chunks = ChunkedArray(Path(tmp) / "features.npy", len(split), params.embed.chunk_size, key="predict")

@@ -39,10 +39,10 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     p = params.relation
     K = params.dataset.num_clusters
     provenance = check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
-                                       layout.NOUNS / "selected.parquet"], params.model, params_file,
+                                       layout.SELECTED_NOUNS], params.model, params_file,
                                       layout.HASH_CACHE)
     tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "relation.tau")
-    noun_file = layout.NOUNS / "text.npy"
+    noun_file = layout.SELECTED_TEXT
     T = check_embeddings(load_npy(noun_file), str(noun_file))
     V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
          for role in layout.ROLES}
@@ -85,7 +85,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         table = pd.DataFrame({"row": np.arange(len(V[role]), dtype=np.int64)})
         for method, pair in labels.items():
             table[method] = pair[r].astype(np.int64)
-        save_parquet(layout.relation_assign(role), table, {"num_clusters": K})
+        save_parquet(layout.assignments("relation", role), table, {"num_clusters": K})
 
 
 if __name__ == "__main__":

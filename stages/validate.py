@@ -31,7 +31,7 @@ from stages.runner import run, stage_app
 
 app = stage_app()
 
-OUTPUTS = {name: layout.LISTING / f"{name}.json" for name in ("dataset", "vocab", "model")}
+OUTPUTS = layout.LISTINGS
 
 
 @app.command()

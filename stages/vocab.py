@@ -18,7 +18,7 @@ import typer
 
 from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
 from laic_core.config import load_params
-from laic_core.encode import distinct_token_rows, encode_nouns
+from laic_core.text_encode import distinct_token_rows, encode_nouns
 from laic_core.models import load_clip
 from laic_core.progress import progress_bar
 from laic_core.provenance import model_identity, record
@@ -48,7 +48,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     ident = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
     out = ChunkedArray(
-        layout.VOCAB / "text.npy", len(nouns), params.vocab.chunk_size,
+        layout.VOCAB_TEXT, len(nouns), params.vocab.chunk_size,
         key=fingerprint({"model": ident,
                          "nouns": nouns, "templates": templates, "dtype": str(bundle.dtype)}),
     )
@@ -75,7 +75,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     if todo:
         seconds = time.perf_counter() - started
         print(f"vocab: encoded {todo} nouns in {seconds:.1f}s ({todo / seconds:.0f} nouns/s)", file=sys.stderr)
-    save_parquet(layout.VOCAB / "nouns.parquet", pd.DataFrame({"noun": nouns}),
+    save_parquet(layout.VOCAB_NOUNS, pd.DataFrame({"noun": nouns}),
                  {"source": params.vocab.source, "templates": templates, "model": params.model.name,
                   "provenance": record(ident, out.read_chunk(0).shape[1], repr(bundle.preprocess),
                                        str(bundle.dtype), model_logit_scale(bundle.model, params.model.pretrained))})

@@ -27,7 +27,7 @@ from stages.runner import run, stage_app
 
 app = stage_app()
 
-OUTPUT = layout.ZEROSHOT / "assign_eval.parquet"
+OUTPUT = layout.assignments("zeroshot", "eval")
 
 
 def class_names_of(meta: dict) -> list[str] | None:
@@ -50,7 +50,7 @@ def _unavailable(reason: str) -> None:
 @app.command()
 def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
     from laic_core.cluster import zeroshot_assign
-    from laic_core.encode import encode_nouns
+    from laic_core.text_encode import encode_nouns
     from laic_core.models import load_clip
     from laic_core.text_tower import TextTower
     from laic_core.vocab import validate_templates

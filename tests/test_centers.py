@@ -13,7 +13,7 @@ import yaml
 
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
 from laic_core.centers import assign, assign_labels, centers_loss, steps_for, train_centers
-from laic_core.encode import encode_texts
+from laic_core.text_encode import encode_texts
 from laic_core.errors import LaicError
 from laic_core.metrics import cluster_accuracy
 from laic_core.naming import cluster_init_nouns, name_clusters
@@ -367,7 +367,6 @@ def write_params(root: Path, config: Path, K: int = 3, **centers) -> None:
 
 def same_width_config(folder: Path) -> Path:
     """Another model with the tiny model's embed_dim (32): only the identity tells them apart."""
-    import json
 
     from tests.conftest import TINY_CLIP_CONFIG
 
@@ -392,7 +391,6 @@ def project(tmp_path, monkeypatch, tiny_config):
 
 
 def test_centers_stage_and_predict(project, tiny_config):
-    import json
 
     from stages.centers import main as centers_stage
     from stages.predict import main as predict

@@ -45,7 +45,8 @@ def _clustered(labels: np.ndarray, rng) -> np.ndarray:
 
 def write_params(folder: Path, **evaluate) -> None:
     params = {
-        "dataset": {"kind": "imagefolder", "name": "toy", "root": "images", "num_clusters": K},
+        "dataset": {"kind": "imagefolder", "name": "toy", "root": "images", "num_clusters": K,
+                    "fit_split": "all", "eval_split": "all"},
         "model": {"name": "ViT-B-32", "pretrained": "none", "device": "cpu"},
         "neighbors": {"k": 3},
         "evaluate": {"purity_ks": [1, 5, 10, 50], **evaluate},
@@ -82,18 +83,34 @@ def write_artifacts(root: Path, *, labels: bool = True, zeroshot: bool = True) -
     for role, pred in (("fit", Y_FIT), ("eval", PRED_OURS)):
         save_parquet(data / "centers" / f"assign_{role}.parquet", pd.DataFrame({
             "row": np.arange(len(pred)), "cluster": pred.astype(np.int64),
-            "confidence": np.full(len(pred), 0.9, np.float32)}))
-    save_json(data / "centers" / "names.json", [  # the centers stage's format, and looser ones
-        {"cluster": 0, "size": 10, "name": "automobile", "init_noun": "car",
+            "confidence": np.full(len(pred), 0.9, np.float32), "init_cluster": np.zeros(len(pred), np.int64)}))
+        # TAC and SCAN: TAC perfect, SCAN puts everything in one cluster
+        y = Y_FIT if role == "fit" else Y_EVAL
+        save_parquet(data / "tac" / f"assign_{role}.parquet", pd.DataFrame({
+            "row": np.arange(len(y)), "tac": y, "tac_confidence": np.full(len(y), 0.8, np.float32)}))
+        save_parquet(data / "scan" / f"assign_{role}.parquet", pd.DataFrame({
+            "row": np.arange(len(y)), "scan": np.zeros(len(y), np.int64),
+            "scan_confidence": np.full(len(y), 0.5, np.float32)}))
+    T = _unit(rng.normal(size=(5, DIM)))
+    save_npy(data / "nouns" / "text.npy", T)
+    save_parquet(data / "nouns" / "selected.parquet", pd.DataFrame({"noun": [f"n{j}" for j in range(5)]}),
+                 provenance_meta("ViT-B-32", "none", DIM))
+    save_json(data / "relation" / "relation.json", {"kind": "ridge", "tau": 0.005, "ridge_lambda": 1.0,
+                                                    "ridge_penalty": 0.6, "logit_scale": 100.0, "n_nouns": 5})
+    save_json(data / "centers" / "names.json", [
+        {"cluster": 0, "size": 10, "empty": False, "name": "automobile", "init_noun": "car",
          "nearest_nouns": [{"noun": "automobile", "cosine": 0.3}, {"noun": "car", "cosine": 0.29}],
          "member_nouns": [{"noun": "car", "weight": 0.4}]},
-        {"id": 1, "size": 10, "nearest_nouns": ["kitten"], "member_nouns": [["cat", 0.5]]},
-        {"cluster": 2, "size": 10, "nearest_nouns": ["puppy"], "member_nouns": []},
+        {"cluster": 1, "size": 10, "empty": False, "name": "kitten", "init_noun": "cat",
+         "nearest_nouns": [{"noun": "kitten", "cosine": 0.3}], "member_nouns": [{"noun": "cat", "weight": 0.5}]},
+        {"cluster": 2, "size": 10, "empty": False, "name": "puppy", "init_noun": "dog",
+         "nearest_nouns": [{"noun": "puppy", "cosine": 0.3}], "member_nouns": []},
     ])
     (root / "metrics").mkdir(exist_ok=True)
-    pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.3], "consistency": [0.8, 0.4, 0.2],
+    pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.5, 0.3], "consistency": [0.8, 0.4, 0.2],
                   "entropy": [1.0, 1.05, 1.09], "ce": [0.0, 0.0, 0.0]}).to_csv(
         root / "metrics" / "centers_history.csv", index=False)
+    save_json(root / "metrics" / "centers.json", {"steps": 3, "tau": 0.01})
     if zeroshot and labels:
         save_parquet(data / "zeroshot" / "assign_eval.parquet", pd.DataFrame({
             "row": np.arange(N_EVAL), "cluster": PRED_ZEROSHOT}), {"available": True, "class_names": CLASSES})
@@ -132,10 +149,11 @@ def _read_json(path: Path):
 
 
 def test_scores_match_hand_worked_answers(labelled_run):
-    from stages.evaluate import OUTPUTS
+    from stages.layout import EVALUATE_OUTPUTS
 
     scores = _read_json(labelled_run / "metrics/scores.json")
-    assert list(scores) == ["clip_kmeans", "tac_notrain", "ours_notrain", "ours", "zeroshot"]
+    assert list(scores) == ["clip_kmeans", "tac_notrain", "ours_notrain", "scan", "tac", "ours_init", "ours",
+                            "zeroshot"]
     assert scores["ours"] == {"acc": 1.0, "nmi": 1.0, "ari": 1.0}
     assert scores["ours_notrain"] == {"acc": 1.0, "nmi": 1.0, "ari": 1.0}  # realigned by row
     assert scores["clip_kmeans"] == {"acc": round(1 / 3, 6), "nmi": 0.0, "ari": 0.0}
@@ -146,8 +164,16 @@ def test_scores_match_hand_worked_answers(labelled_run):
     fit = _read_json(labelled_run / "metrics/scores_fit.json")
     assert fit["ours"]["acc"] == 1.0 and fit["ours_notrain"]["acc"] == 0.95
     assert "zeroshot" not in fit
-    for path in OUTPUTS:
-        assert (labelled_run / path).is_file() and (labelled_run / path).stat().st_size > 0, path
+    assert scores["tac"]["acc"] == 1.0 and scores["scan"]["nmi"] == 0.0
+    for path in EVALUATE_OUTPUTS:
+        assert (labelled_run / path).exists(), path
+    assert sorted(p.name for p in (labelled_run / "metrics/plots/gallery").iterdir()) == ["gallery_1.png"]
+    internal = _read_json(labelled_run / "metrics/internal.json")
+    assert set(internal) == set(scores)  # every method, label-free
+    assert internal["ours"]["silhouette"] > 0.5 and internal["scan"]["silhouette"] is None  # one cluster
+    assert internal["ours"]["size_entropy"] == 1.0 and internal["scan"]["n_empty"] == 2
+    summary = _read_json(labelled_run / "metrics/summary.json")
+    assert summary["ours_acc"] == 1.0 and summary["ours_minus_clip_kmeans_acc"] == round(1 - 1 / 3, 6)
 
 
 def test_diagnostics_pseudo_labels_and_neighbours(labelled_run):
@@ -192,22 +218,26 @@ def test_confusion_csv_and_report(labelled_run):
     # ours is perfect after matching: every predicted class name equals the actual one.
     assert (frame["actual"] == frame["predicted"]).all()
     assert set(frame["actual"]) == set(CLASSES)
-    # the confusion PNG's columns are named after the clusters: 'id name-or-first-noun'
-    from stages.evaluate import confusion_parts
+    # the confusion PNG's columns are named after the clusters: 'id name'
+    from laic_core.evaluation import confusion_parts
 
-    names = _read_json(labelled_run / "data/centers/names.json")
-    table, rows, cols, _ = confusion_parts(Y_EVAL, PRED_OURS, CLASSES, names)
+    table, rows, cols, _ = confusion_parts(Y_EVAL, PRED_OURS, K, CLASSES, ["automobile", "kitten", "puppy"])
     assert rows == CLASSES and cols == ["1 kitten", "2 puppy", "0 automobile"]
     np.testing.assert_array_equal(table, np.diag([10, 10, 10]))
+    # every cluster is a column, the empty ones too
+    table, _, cols, _ = confusion_parts(Y_EVAL, PRED_OURS, 5, CLASSES, None)
+    assert table.shape == (3, 5) and cols[3:] == ["3", "4"] and not table[:, 3:].any()
     report = (labelled_run / "metrics/report.md").read_text()
     assert "| ours | 100.0 | 100.0 | 100.0 |" in report
     assert "| CLIP k-means | 33.3 | 0.0 | 0.0 |" in report
     assert "| 0 | 10 | automobile | car | automobile, car | car |" in report  # names.json
-    assert "| 1 | 10 | – | – | kitten | cat |" in report and "| 2 | 10 | – | – | puppy | – |" in report
-    for png in ("confusion", "purity", "pseudo_accuracy", "training"):
+    for png in ("confusion", "purity", "pseudo_accuracy", "training", "projection", "relation"):
         assert f"(plots/{png}.png)" in report
         assert (labelled_run / "metrics/plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "toy" in report
+    # named after what was clustered (the image folder), not a leftover dataset.name ("toy")
+    assert report.startswith("# LAIC run report: images\n") and "toy" not in report
+    assert "## Scores (fit split)" not in report  # fit = eval: one table, not the same one twice
+    assert "## Label-free scores" in report and "## Gallery" in report and "(plots/gallery/gallery_1.png)" in report
 
 
 def test_purity_ks_note_names_the_limit_and_the_fix():
@@ -220,12 +250,12 @@ def test_purity_ks_note_names_the_limit_and_the_fix():
     assert "raise evaluate.purity_sample" in sampled
     notes = features_notes({"notes": ["2 image(s) lie directly in x"], "skipped": ["a.png"]}, "fit.parquet")
     assert notes == ["fit.parquet: 2 image(s) lie directly in x",
-                     "fit.parquet: 1 unreadable image(s) skipped (embed.on_error: skip), "
-                     "listed under 'skipped' in its metadata"]
+                     "fit.parquet: 1 unreadable image(s) skipped (embed.on_error: skip), not clustered: `a.png` "
+                     "(all are listed under 'skipped' in its metadata)"]
 
 
 def test_purity_curves_sample_and_drop_large_k():
-    from stages.evaluate import purity_curves
+    from laic_core.evaluation import purity_curves
 
     rng = np.random.default_rng(0)
     X = _clustered(Y_FIT, rng)
@@ -241,7 +271,7 @@ def test_purity_curves_sample_and_drop_large_k():
 
 
 def test_labels_of_treats_unknowns_as_no_labels():
-    from stages.evaluate import labels_of
+    from laic_core.evaluation import labels_of
 
     assert labels_of(pd.DataFrame({"row": [0, 1]})) is None
     assert labels_of(pd.DataFrame({"row": [0, 1], "label": [-1, -1]})) is None
@@ -259,12 +289,13 @@ def test_stale_assignment_is_reported(project):
 def test_without_labels_every_output_exists_and_scores_are_label_free(project):
     write_artifacts(project, labels=False)
     run_evaluate()
-    from stages.evaluate import OUTPUTS
+    from stages.layout import EVALUATE_OUTPUTS
 
-    for path in OUTPUTS:
-        assert path.is_file(), path
+    for path in EVALUATE_OUTPUTS:
+        assert path.exists(), path
     scores = json.loads(Path("metrics/scores.json").read_text())
-    assert list(scores) == ["clip_kmeans", "tac_notrain", "ours_notrain", "ours"]  # no zeroshot
+    assert list(scores) == ["clip_kmeans", "tac_notrain", "ours_notrain", "scan", "tac", "ours_init",
+                            "ours"]  # no zeroshot
     assert scores["clip_kmeans"] == {"n": 30, "min_size": 0, "max_size": 30, "n_empty": 2, "size_entropy": 0.0}
     assert scores["ours"]["size_entropy"] == 1.0 and scores["ours"]["n_empty"] == 0
     diag = json.loads(Path("metrics/diagnostics.json").read_text())
@@ -281,7 +312,7 @@ def test_without_labels_every_output_exists_and_scores_are_label_free(project):
 
 
 def test_mapped_accuracy_uses_one_matching_for_every_subset():
-    from stages.evaluate import mapped_accuracy
+    from laic_core.evaluation import mapped_accuracy
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     pred = np.array([5, 5, 7, 7, 7, 7])  # matching: 5 -> 0, 7 -> 1
@@ -310,7 +341,7 @@ def _zeroshot_project(folder: Path, config: Path, class_names) -> np.ndarray:
 
 
 def test_zeroshot_assigns_each_image_to_the_nearest_class_ensemble(tmp_path, monkeypatch, tiny_config, tiny_bundle):
-    from laic_core.encode import encode_nouns
+    from laic_core.text_encode import encode_nouns
     from laic_core.text_tower import TextTower
     from stages.zeroshot import main
 

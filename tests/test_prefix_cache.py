@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from laic_core.encode import encode_nouns
+from laic_core.text_encode import encode_nouns
 from laic_core.models import load_clip
 from laic_core.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix
 from laic_core.text_tower import TextTower, encode_token_batches

@@ -1,8 +1,8 @@
-"""Noun vocabularies, templates and the TAC noun filter (laic_core.vocab)."""
+"""Noun vocabularies and templates (laic_core.vocab), and the TAC noun filter (laic_core.noun_filter)."""
 
 from __future__ import annotations
 
-import gzip
+
 import importlib.resources
 import importlib.util
 from pathlib import Path
@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laic_core import vocab
+from laic_core import noun_filter
 from laic_core.errors import LaicError
+from laic_core.noun_filter import default_n_groups, select_nouns, select_nouns_from_centers
 from laic_core.vocab import (
     DEFAULT_TEMPLATES,
-    default_n_groups,
     expand_templates,
     load_vocabulary,
     load_wordnet_nouns,
     read_noun_file,
-    select_nouns,
-    select_nouns_from_centers,
     validate_templates,
 )
 from tests.conftest import normalized as _unit
@@ -306,7 +304,7 @@ def test_filter_matches_dense_reference_across_blocks(monkeypatch, tau, gamma):
     rng = np.random.default_rng(0)
     centers = _unit(rng.normal(size=(7, 16)))
     T = _unit(rng.normal(size=(300, 16)))
-    monkeypatch.setattr(vocab, "_BLOCK_ELEMENTS", 7 * 23)  # 23 nouns per block, uneven last one
+    monkeypatch.setattr(noun_filter, "_BLOCK_ELEMENTS", 7 * 23)  # 23 nouns per block, uneven last one
 
     indices, group, score = select_nouns_from_centers(centers, T, gamma, tau=tau)
     ref_indices, ref_group, ref_score = _reference_selection(centers, T, gamma, tau)
@@ -366,10 +364,7 @@ def test_select_nouns_refuses_more_groups_than_images():
 
 
 def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
-    # Stand-in for laic_core.cluster: checks what select_nouns asks of it.
-    import sys
-    import types
-
+    # Stand-in for spherical k-means: checks what select_nouns asks of it.
     calls = []
     centers = np.eye(8, dtype=np.float32)[:2]
 
@@ -377,9 +372,7 @@ def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
         calls.append((X.shape, n_clusters, seed))
         return centers, np.zeros(X.shape[0], dtype=np.int64)
 
-    fake = types.ModuleType("laic_core.cluster")
-    fake.spherical_kmeans = fake_spherical_kmeans
-    monkeypatch.setitem(sys.modules, "laic_core.cluster", fake)
+    monkeypatch.setattr(noun_filter, "spherical_kmeans", fake_spherical_kmeans)
     V = _unit(np.random.default_rng(4).normal(size=(10, 8)))
     T = _unit([_noun_near(0, 0.9, spare_axis=4), _noun_near(1, 0.8, spare_axis=4),
                _noun_near(0, 0.7, spare_axis=4)])

@@ -1,0 +1,62 @@
+"""scan: the SCAN baseline (ECCV 2020) on the pipeline's image features; no text.
+
+Reads the fit/eval features and the image-space neighbours of the fit images,
+trains SCAN's heads (laic_core.scan) and assigns every image with the head of
+lowest SCAN loss. Writes data/scan/assign_{fit,eval}.parquet (row, scan,
+scan_confidence) and metrics/scan_history.csv. No label is read.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from laic_core.artifacts import load_npy, save_csv, save_parquet
+from laic_core.config import load_params
+from laic_core.errors import LaicError
+from laic_core.models import resolve_device
+from laic_core.provenance import check_against_params
+from laic_core.scan import ScanSettings, predict, train_scan
+from laic_core.validation import check_embeddings
+from stages import layout
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    params = load_params(params_file)
+    p = params.scan
+    K = params.dataset.num_clusters
+    check_against_params([layout.features_meta("fit"), layout.features_meta("eval")], params.model, params_file,
+                         layout.HASH_CACHE)
+    V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role))) for role in layout.ROLES}
+    settings = ScanSettings(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, heads=p.heads,
+                            entropy_weight=p.entropy_weight)
+    image_knn = load_npy(layout.IMAGE_KNN)
+    if image_knn.shape[0] != len(V["fit"]):
+        raise LaicError(f"{layout.IMAGE_KNN} has {image_knn.shape[0]} rows for {len(V['fit'])} fit images; "
+                        "rerun `dvc repro neighbors`")
+    if image_knn.shape[1] < settings.knn:  # a small collection, or neighbors.image_k below SCAN's own
+        print(f"scan: note: {image_knn.shape[1]} image neighbours per image (SCAN mines {settings.knn})",
+              file=sys.stderr)
+    device = resolve_device(params.model.device)
+    print(f"scan: K={K}, {settings.heads} heads, {settings.epochs} epochs of {settings.batch_size}")
+    head, best, history = train_scan(V["fit"], image_knn[:, :settings.knn], K, settings=settings, seed=params.seed,
+                                     device=device if device.type == "cuda" else "cpu")
+    for role in layout.ROLES:
+        labels, confidence = predict(head, V[role])
+        save_parquet(layout.assignments("scan", role), pd.DataFrame({
+            "row": np.arange(len(labels), dtype=np.int64), "scan": labels, "scan_confidence": confidence}),
+            {"settings": vars(settings), "head": best})
+    save_csv(layout.SCAN_HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "consistency", "entropy"]))
+    print(f"scan: kept head {best} (lowest SCAN loss)")
+
+
+if __name__ == "__main__":
+    run(app)

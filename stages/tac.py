@@ -1,0 +1,84 @@
+"""tac: the TAC baseline (ICML 2024) trained on the pipeline's features and nouns.
+
+Reads the fit/eval features, the selected nouns and the image-space
+neighbours of the fit images; builds every image's text counterpart (TAC's
+retrieval, at relation.tau) and its text-space neighbours; trains TAC's two
+heads (laic_core.tac) and assigns every image with the image head. Writes
+data/tac/assign_{fit,eval}.parquet (row, tac, tac_confidence) and
+metrics/tac_history.csv. No label is read.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from laic_core.artifacts import load_npy, save_csv, save_parquet
+from laic_core.config import load_params
+from laic_core.errors import LaicError
+from laic_core.models import resolve_device
+from laic_core.neighbors import knn
+from laic_core.provenance import check_against_params
+from laic_core.relation import tac_text_features
+from laic_core.tac import TacSettings, predict, train_tac
+from laic_core.temperature import resolve_temperature
+from laic_core.validation import check_embeddings
+from stages import layout
+from stages.runner import run, stage_app
+
+app = stage_app()
+
+
+def settings_from(params) -> TacSettings:
+    """TAC's published settings for K, with any value params give instead of auto."""
+    p = params.tac
+    published = TacSettings.published(params.dataset.num_clusters)
+    return TacSettings(
+        epochs=published.epochs if p.epochs == "auto" else p.epochs,
+        batch_size=published.batch_size if p.batch_size == "auto" else p.batch_size,
+        temperature=published.temperature if p.temperature == "auto" else p.temperature,
+        entropy_weight=p.entropy_weight, lr=p.lr, knn=published.knn)
+
+
+@app.command()
+def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
+    params = load_params(params_file)
+    K = params.dataset.num_clusters
+    provenance = check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
+                                       layout.SELECTED_NOUNS], params.model, params_file, layout.HASH_CACHE)
+    tau = resolve_temperature(params.relation.tau, params.relation.tau_relative, provenance.get("logit_scale"),
+                              "relation.tau")
+    T = check_embeddings(load_npy(layout.SELECTED_TEXT), str(layout.SELECTED_TEXT))
+    V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
+         for role in layout.ROLES}
+    settings = settings_from(params)
+    image_knn = load_npy(layout.IMAGE_KNN)
+    if image_knn.shape[0] != len(V["fit"]):
+        raise LaicError(f"{layout.IMAGE_KNN} has {image_knn.shape[0]} rows for {len(V['fit'])} fit images; "
+                        "rerun `dvc repro neighbors`")
+    if image_knn.shape[1] < settings.knn:  # a small collection, or neighbors.image_k below TAC's own
+        print(f"tac: note: {image_knn.shape[1]} image neighbours per image (TAC mines {settings.knn})",
+              file=sys.stderr)
+    S = {role: tac_text_features(V[role], T, tau=tau) for role in layout.ROLES}
+    device = resolve_device(params.model.device)
+    text_knn = knn(S["fit"], min(settings.knn, len(V["fit"]) - 1), method=params.neighbors.method, progress=True,
+                   device="cuda" if device.type == "cuda" else None)
+    print(f"tac: K={K}, {settings.epochs} epochs of {settings.batch_size}, temperature {settings.temperature}, "
+          f"retrieval tau {tau:.4g}")
+    head, history = train_tac(V["fit"], S["fit"], image_knn[:, :settings.knn], text_knn, K, settings=settings,
+                              seed=params.seed, device=device if device.type == "cuda" else "cpu")
+    for role in layout.ROLES:
+        labels, confidence = predict(head, V[role])
+        save_parquet(layout.assignments("tac", role), pd.DataFrame({
+            "row": np.arange(len(labels), dtype=np.int64), "tac": labels, "tac_confidence": confidence}),
+            {"settings": vars(settings), "retrieval_tau": tau})
+    save_csv(layout.TAC_HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "distill", "consistency",
+                                                                "entropy"]))
+
+
+if __name__ == "__main__":
+    run(app)
