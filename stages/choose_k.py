@@ -51,6 +51,16 @@ def pipeline_command(k: int, current_k: int) -> str:
     return f"dvc exp run -S dataset.num_clusters={k}"
 
 
+def candidates(suggestion) -> list[int]:
+    """The K's worth running in full when the criteria do not single one out: the suggestion, then
+    the runner-up, the contenders and the best K above 2 (at most 4 in all)."""
+    if suggestion.confidence == "high":
+        return [suggestion.k]
+    others = list(suggestion.contenders)
+    others += [k for k in (suggestion.runner_up, suggestion.best_above_2) if k is not None]
+    return [suggestion.k] + sorted(set(others) - {suggestion.k})[:3]
+
+
 def _inputs(representation: str) -> list[Path]:
     paths = [layout.features("fit"), layout.features_meta("fit")]
     if representation == "relation":
@@ -125,6 +135,8 @@ def main(
     suggestion = suggest_k(curves)
     current_k = params.dataset.num_clusters
     command = pipeline_command(suggestion.k, current_k)
+    compare = candidates(suggestion)
+    queue = [f"dvc exp run --queue -S dataset.num_clusters={k}" for k in compare] + ["dvc queue start"]
 
     out.mkdir(parents=True, exist_ok=True)
     table = curves.to_frame()
@@ -137,6 +149,7 @@ def main(
         **suggestion.to_dict(),
         "statement": suggestion.statement(),
         "command": command,
+        "compare_commands": queue if len(compare) > 1 else [],
         "current_k": current_k,
         "settings": curves.settings,
         "rule": "argmax over K of silhouette x stability (laic_core.choose_k.suggest_k)",
@@ -152,6 +165,10 @@ def main(
     print(f"to run the full pipeline at K={suggestion.k}:\n    {command}")
     if command != "dvc repro":
         print(f"(or set dataset.num_clusters: {suggestion.k} in {params_file} and run `dvc repro`)")
+    if len(compare) > 1:
+        print(f"\nthe criteria do not single out one K; to run K={', '.join(map(str, compare))} in full and "
+              "compare them (`dvc exp show`, the cluster names in data/centers/names.json):")
+        print("\n".join(f"    {line}" for line in queue))
 
 
 if __name__ == "__main__":

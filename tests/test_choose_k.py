@@ -265,3 +265,13 @@ def test_command_refuses_features_of_another_model(project):
     result = invoke("--ks", "2-4")
     assert isinstance(result.exception, LaicError)
     assert "now says" in str(result.exception) and "dvc repro" in str(result.exception)
+
+
+def test_command_lists_the_candidates_to_compare_when_unsure(project):
+    save_npy("data/features/fit.npy", unit_rows(np.random.default_rng(5), 180, DIM))  # no groups at all
+    result = invoke("--ks", "2-6", "--seeds", "2", "--out", "out")
+    assert result.exit_code == 0, result.output
+    saved = json.loads(Path("out/suggestion.json").read_text())
+    assert saved["confidence"] != "high"
+    assert "dvc queue start" in result.output
+    assert saved["compare_commands"][0] == f"dvc exp run --queue -S dataset.num_clusters={saved['k']}"
