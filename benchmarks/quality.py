@@ -66,7 +66,7 @@ def prepare_workspace(workspace: Path, cache_dir: Path | None) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(PROJECT / untracked, target)
             sh("git", "add", untracked, cwd=workspace)
-    if sh("git", "status", "--porcelain", cwd=workspace).stdout.strip():
+    if sh("git", "diff", "--cached", "--quiet", cwd=workspace, check=False).returncode:
         sh("git", "commit", "-qm", "benchmark: untracked modules", cwd=workspace)
     if cache_dir is not None:
         sh("dvc", "cache", "dir", "--local", cache_dir.resolve(), cwd=workspace)

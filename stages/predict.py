@@ -4,7 +4,8 @@
 
 Embeds every image under FOLDER with the model in params, assigns it to the
 nearest learned center (data/centers/centers.npy, at the temperature it was trained with)
-and writes a CSV: source, cluster, cluster_name, confidence. Not a DVC stage:
+and writes a CSV with the columns of data/evaluate/assignments.csv for ours: row, source,
+ours, ours_name, ours_confidence. Not a DVC stage:
 it reads the pipeline's outputs and writes only --out.
 """
 
@@ -15,16 +16,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import typer
 
-from laic_core.artifacts import ChunkedArray, atomic_path, load_json
+from laic_core.artifacts import ChunkedArray, load_json, save_csv
 from laic_core.centers import assign_labels
 from laic_core.config import load_params
 from laic_core.datasets import load_split
 from laic_core.encode import encode_images, image_embedding_dim
 from laic_core.errors import LaicError
+from laic_core.evaluation import assignment_table
 from laic_core.models import load_clip
 from laic_core.provenance import describe, model_identity, same_model
 from stages import layout
@@ -58,7 +59,7 @@ def load_learned(params) -> tuple[np.ndarray, list[str], float]:
 @app.command()
 def main(
     folder: Path = typer.Argument(..., help="folder of images (searched recursively)"),
-    out: Path = typer.Option(..., "--out", help="CSV to write: source, cluster, cluster_name, confidence"),
+    out: Path = typer.Option(..., "--out", help="CSV to write: row, source, ours, ours_name, ours_confidence"),
     params_file: Path = typer.Option("params.yaml", "--params", help="parameters file"),
     on_error: str = typer.Option("fail", "--on-error", help="fail | skip unreadable images"),
 ) -> None:
@@ -83,14 +84,9 @@ def main(
         features = np.array(chunks.finalize(np.float32, keep=keep))
     labels, confidence = assign_labels(features, centers, tau)
     sources = [s for s, k in zip(split.sources(), keep) if k]
-    table = pd.DataFrame({
-        "source": sources,
-        "cluster": labels,
-        "cluster_name": [names[k] for k in labels],
-        "confidence": confidence,
-    })
-    with atomic_path(out) as tmp_csv:
-        table.to_csv(tmp_csv, index=False)
+    # The columns of data/evaluate/assignments.csv for `ours`: one reader serves both files.
+    table = assignment_table(sources, {"ours": labels}, {"ours": confidence}, {"ours": names})
+    save_csv(out, table)
     skipped = int((~keep).sum())
     note = f", skipped {skipped} unreadable image(s)" if skipped else ""
     print(f"predict: {len(table)} image(s) -> {out}{note}", file=sys.stderr)

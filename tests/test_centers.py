@@ -425,12 +425,12 @@ def test_centers_stage_and_predict(project, tiny_config):
     # The same images through predict land in the same clusters.
     predict(Path("images"), Path("pred.csv"), Path("params.yaml"), "fail")
     pred = pd.read_csv("pred.csv")
-    assert list(pred.columns) == ["source", "cluster", "cluster_name", "confidence"]
+    assert list(pred.columns) == ["row", "source", "ours", "ours_name", "ours_confidence"]
     sources = pd.read_parquet("data/features/eval.parquet")["source"]
     expected = pd.read_parquet("data/centers/assign_eval.parquet")["cluster"]
-    by_source = dict(zip(pred["source"], pred["cluster"]))
+    by_source = dict(zip(pred["source"], pred["ours"]))
     assert [by_source[s] for s in sources] == expected.tolist()
-    assert pred["cluster_name"].fillna("").tolist() == [names[k]["name"] for k in pred["cluster"]]
+    assert pred["ours_name"].fillna("").tolist() == [names[k]["name"] for k in pred["ours"]]
 
     # An unreadable file: the fix named is predict's own option, not embed's setting.
     (project / "images" / "class_0" / "zero.png").write_bytes(b"")

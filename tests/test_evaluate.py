@@ -392,3 +392,53 @@ def test_evaluate_refuses_features_of_another_model(project):
                                         r"now says model ViT-B-16 \(none\)"):
         run_evaluate()
     assert not Path("metrics/scores.json").exists()
+
+
+# ------------------------------------------------------------------ what a user sees
+
+
+def test_assignments_table_follows_the_feature_rows(labelled_run):
+    table = pd.read_csv(labelled_run / "data/evaluate/assignments.csv")
+    features = pd.read_parquet(labelled_run / "data/features/eval.parquet")
+    assert table["row"].tolist() == list(range(N_EVAL))
+    assert table["source"].tolist() == features["source"].tolist()
+    assert table["label"].tolist() == Y_EVAL.tolist() and table["class"].tolist() == [CLASSES[c] for c in Y_EVAL]
+    # every method's cluster, realigned by row (ours_notrain was stored shuffled); names and confidences
+    assert table["ours_notrain"].tolist() == PRED_OURS_NOTRAIN.tolist()
+    assert table["ours"].tolist() == PRED_OURS.tolist()
+    assert table["ours_name"].tolist() == [["automobile", "kitten", "puppy"][k] for k in PRED_OURS]
+    assert np.allclose(table["ours_confidence"], 0.9) and np.allclose(table["tac_confidence"], 0.8)
+    expected = ["row", "source", "label", "class", "clip_kmeans", "tac_notrain", "ours_notrain", "scan",
+                "scan_confidence", "tac", "tac_confidence", "ours_init", "ours", "ours_name", "ours_confidence",
+                "zeroshot"]
+    assert list(table.columns) == expected
+    parquet = pd.read_parquet(labelled_run / "data/evaluate/assignments.parquet")
+    assert list(parquet.columns) == expected and len(parquet) == N_EVAL
+
+
+def test_unlabelled_folder_gets_a_gallery_and_a_report_without_label_columns(project):
+    write_artifacts(project, labels=False)
+    run_evaluate()
+    table = pd.read_csv("data/evaluate/assignments.csv")
+    assert "label" not in table.columns and "class" not in table.columns and len(table) == N_EVAL
+    pages = sorted(Path("metrics/plots/gallery").glob("*.png"))
+    assert [p.name for p in pages] == ["gallery_1.png"] and pages[0].read_bytes()[:4] == b"\x89PNG"
+    report = Path("metrics/report.md").read_text()
+    assert "(plots/gallery/gallery_1.png)" in report and "mostly:" not in report
+    assert "## Label-free scores" in report
+
+
+def test_skipped_files_are_counted_and_listed_in_the_report(project):
+    write_artifacts(project)
+    skipped = [f"images/broken_{i}.jpg" for i in range(23)]
+    for role in ("fit", "eval"):
+        path = Path(f"data/features/{role}.parquet")
+        meta = load_parquet_meta(path)
+        save_parquet(path, pd.read_parquet(path), {**meta, "skipped": skipped})
+    run_evaluate()
+    report = Path("metrics/report.md").read_text()
+    assert "23 unreadable image(s) skipped" in report
+    assert "`images/broken_0.jpg`" in report and "`images/broken_19.jpg`" in report
+    assert "`images/broken_20.jpg`" not in report and "and 3 more" in report
+    # fit = eval split: the same note once, not twice
+    assert report.count("unreadable image(s) skipped") == 1
