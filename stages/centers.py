@@ -34,31 +34,17 @@ from laic_core.prompts import PromptLearner
 from laic_core.provenance import check_against_params
 from laic_core.relation import cluster_mean_relations
 from laic_core.temperature import resolve_temperature
+from laic_core.validation import check_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
 app = stage_app()
 
-def _matrix(path: Path, *, mmap: bool = False) -> np.ndarray:
-    array = load_npy(path, mmap=mmap)
-    if array.ndim != 2:
-        raise LaicError(f"{path}: expected an (n, d) matrix, got shape {array.shape}; rerun `dvc repro`")
-    return array
-
-
-def _same_dim(a: np.ndarray, a_path: Path, b: np.ndarray, b_path: Path) -> None:
-    if a.shape[1] != b.shape[1]:
-        raise LaicError(
-            f"{a_path} has d={a.shape[1]} but {b_path} has d={b.shape[1]}: they were made with "
-            "different models; rerun the pipeline (`dvc repro`) so every stage uses model.name"
-        )
-
-
 def load_inputs(n_clusters: int) -> dict:
     """Every upstream artifact, validated against each other."""
-    V_fit = _matrix(layout.features("fit"), mmap=True)
-    V_eval = _matrix(layout.features("eval"), mmap=True)
-    _same_dim(V_eval, layout.features("eval"), V_fit, layout.features("fit"))
+    V_fit = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
+    d = V_fit.shape[1]
+    V_eval = check_embeddings(load_npy(layout.features("eval")), str(layout.features("eval")), dim=d)
     n_fit = V_fit.shape[0]
     if n_clusters > n_fit:
         raise LaicError(f"dataset.num_clusters: {n_clusters} clusters but only {n_fit} fit images; "
@@ -68,8 +54,7 @@ def load_inputs(n_clusters: int) -> dict:
     if "noun" not in selected.columns:
         raise LaicError(f"{layout.SELECTED_NOUNS}: no 'noun' column; rerun `dvc repro nouns`")
     selected_nouns = [str(n) for n in selected["noun"]]
-    noun_text = _matrix(layout.SELECTED_TEXT, mmap=True)
-    _same_dim(noun_text, layout.SELECTED_TEXT, V_fit, layout.features("fit"))
+    noun_text = check_embeddings(load_npy(layout.SELECTED_TEXT), str(layout.SELECTED_TEXT), dim=d)
     if noun_text.shape[0] != len(selected_nouns):
         raise LaicError(f"{layout.SELECTED_TEXT} has {noun_text.shape[0]} rows but "
                         f"selected.parquet lists {len(selected_nouns)} nouns; rerun `dvc repro nouns`")
@@ -100,8 +85,7 @@ def load_inputs(n_clusters: int) -> dict:
         )
 
     vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB_NOUNS)["noun"]]
-    vocab_text = _matrix(layout.VOCAB_TEXT, mmap=True)
-    _same_dim(vocab_text, layout.VOCAB_TEXT, V_fit, layout.features("fit"))
+    vocab_text = check_embeddings(load_npy(layout.VOCAB_TEXT, mmap=True), str(layout.VOCAB_TEXT), dim=d)
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
@@ -143,8 +127,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
          layout.VOCAB_NOUNS], params.model, params_file, layout.HASH_CACHE)
     tau = resolve_temperature(cp.tau, cp.tau_relative, provenance.get("logit_scale"), "centers.tau")
     inputs = load_inputs(K)
-    V_fit = np.array(inputs["V_fit"], dtype=np.float32)  # a writable copy (the file is memory-mapped)
-    inputs["V_fit"] = V_fit
+    V_fit = inputs["V_fit"]
     d = V_fit.shape[1]
 
     init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])

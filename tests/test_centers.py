@@ -465,7 +465,7 @@ def test_centers_stage_input_checks(project, tiny_config):
     from stages.centers import main as centers_stage
 
     save_npy("data/nouns/text.npy", np.ones((6, 16), np.float32))
-    with pytest.raises(LaicError, match=r"data/nouns/text.npy has d=16.*data/features/fit.npy has d=32"):
+    with pytest.raises(LaicError, match=r"data/nouns/text.npy have dimension 16.*dimension 32.*different models"):
         centers_stage(Path("params.yaml"))
     write_pipeline_inputs(project, np.load("data/features/fit.npy"), K=3)
     write_params(project, tiny_config, K=2)
