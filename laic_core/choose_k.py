@@ -129,7 +129,7 @@ def representations(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int],
     beyond the inputs and the (L, d) centres.
     """
     from laic_core.relation import check_embeddings, relation_embedding
-    from laic_core.vocab import default_n_groups, select_nouns_from_centers
+    from laic_core.noun_filter import default_n_groups, select_nouns_from_centers
 
     V = check_embeddings(V, "image embeddings V")
     s = settings
