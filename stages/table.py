@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import typer
 
 from laic_core.artifacts import atomic_path
+from laic_core.datasets import BENCHMARK_KIND, BENCHMARKS
 from laic_core.errors import LaicError
 from laic_core.report import comparison_columns, comparison_rows, render_comparison
 from stages.runner import run as run_app
@@ -43,36 +44,6 @@ from stages.runner import run as run_app
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Run the pipeline over several datasets and collect one results table.")
 
-
-@dataclass(frozen=True)
-class DatasetDefaults:
-    """What `dataset.*` must be for a benchmark: K, splits, and the folder under the raw root."""
-
-    num_clusters: int
-    fit_split: str = "train"
-    eval_split: str = "test"
-    folder: str | None = None  # sub-folder of the raw root; default: the dataset name
-    kind: str = "torchvision"
-
-
-# The clustering benchmarks of the paper and TAC, with the usual splits: fit on
-# train, evaluate on test (ImageNet subsets: on val). ImageNet-10/-Dogs are
-# class lists over one local ImageNet tree (<raw root>/imagenet/{train,val}/<wnid>);
-# UCF-101 is the middle frame of each video of split 1, from a local root.
-DATASETS: dict[str, DatasetDefaults] = {
-    "cifar10": DatasetDefaults(10),
-    "cifar20": DatasetDefaults(20),
-    "stl10": DatasetDefaults(10),
-    "imagenet10": DatasetDefaults(10, "train", "val", folder="imagenet"),
-    "imagenet_dogs": DatasetDefaults(15, "train", "val", folder="imagenet"),
-    "dtd": DatasetDefaults(47),
-    "ucf101": DatasetDefaults(101),
-    "cifar100": DatasetDefaults(100),
-    "food101": DatasetDefaults(101),
-    "flowers102": DatasetDefaults(102),
-    "pets": DatasetDefaults(37, "trainval", "test"),
-    "imagenet": DatasetDefaults(1000, "train", "val", folder="imagenet"),
-}
 
 SCORES_FILE = "metrics/scores.json"
 PARAMS_FILE = "params.yaml"
@@ -82,16 +53,16 @@ PARAMS_FILE = "params.yaml"
 
 
 def dataset_settings(name: str, raw_root: str = "data/raw") -> dict[str, str]:
-    """The `-S` settings that point the pipeline at benchmark `name`."""
-    if name not in DATASETS:
+    """The `-S` settings that point the pipeline at benchmark `name` (from laic_core.datasets.BENCHMARKS)."""
+    if name not in BENCHMARKS:
         raise LaicError(
-            f"--dataset {name!r} is not in the table's list ({', '.join(DATASETS)}); "
+            f"--dataset {name!r} is not in the table's list ({', '.join(BENCHMARKS)}); "
             "for another dataset run `dvc exp run -S dataset.name=... -S dataset.root=... "
             "-S dataset.num_clusters=...` yourself, then `python -m stages.table collect`")
-    d = DATASETS[name]
+    d = BENCHMARKS[name]
     root = f"{raw_root.rstrip('/')}/{d.folder or name}"
     return {
-        "dataset.kind": d.kind,
+        "dataset.kind": BENCHMARK_KIND,
         "dataset.name": name,
         "dataset.root": root,
         "dataset.num_clusters": str(d.num_clusters),
@@ -203,7 +174,7 @@ def experiment_records(exp_show: Any) -> list[Record]:
 
 
 def _order_key(dataset: str) -> tuple[int, str]:
-    names = list(DATASETS)
+    names = list(BENCHMARKS)
     return (names.index(dataset), "") if dataset in names else (len(names), dataset)
 
 
@@ -270,7 +241,7 @@ def _write(path: Path, text: str) -> None:
 
 @app.command("run")
 def run_command(
-    dataset: list[str] = typer.Option(..., "--dataset", "-d", help=f"benchmark name, repeatable: {', '.join(DATASETS)}"),
+    dataset: list[str] = typer.Option(..., "--dataset", "-d", help=f"benchmark name, repeatable: {', '.join(BENCHMARKS)}"),
     raw_root: str = typer.Option("data/raw", help="folder holding (or receiving) each dataset as <raw-root>/<name>"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra KEY=VALUE for every experiment, e.g. model.name=ViT-B-16"),
     prefix: str = typer.Option("table", help="experiment names are <prefix>-<dataset>-<time stamp>"),
@@ -340,9 +311,9 @@ def collect_command(
 @app.command("datasets")
 def datasets_command() -> None:
     """List the benchmarks `run` knows, with K and splits."""
-    for name, d in DATASETS.items():
+    for name, d in BENCHMARKS.items():
         print(f"{name:14s} K={d.num_clusters:<5d} fit={d.fit_split:9s} eval={d.eval_split:5s} "
-              f"root=<raw-root>/{d.folder or name}")
+              f"root=<raw-root>/{d.folder or name:14s} {d.description}")
 
 
 if __name__ == "__main__":
