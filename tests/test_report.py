@@ -186,6 +186,13 @@ def test_dataset_settings_and_exp_run_command():
         dataset_settings("cifar11")
 
 
+def test_experiments_read_the_scores_file_the_layout_writes():
+    from laic_core.experiments import SCORES_FILE
+    from stages import layout
+
+    assert SCORES_FILE == layout.SCORES.as_posix()
+
+
 def test_parse_overrides():
     from stages.table import parse_overrides
 
@@ -196,7 +203,7 @@ def test_parse_overrides():
 
 
 def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
-    from stages.table import experiment_records, select_runs
+    from laic_core.experiments import experiment_records, select_runs
 
     raw = _exp_show(
         ("b" * 40, "table-stl10-1", "2026-01-02T00:00:00", "stl10", _scores(0.98)),
@@ -217,7 +224,7 @@ def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
 
 
 def test_same_dataset_two_models_get_distinct_labels():
-    from stages.table import experiment_records, select_runs
+    from laic_core.experiments import experiment_records, select_runs
 
     raw = _exp_show(("b" * 40, "a", "2026-01-02T00:00:00", "cifar10", _scores(0.9), "ViT-B-32"),
                     ("c" * 40, "b", "2026-01-02T00:00:00", "cifar10", _scores(0.95), "ViT-L-14"))
