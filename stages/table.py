@@ -1,25 +1,28 @@
-"""table: run the pipeline on several datasets and collect one table (rows datasets, columns methods).
+"""table: run the pipeline on several datasets (and seeds) and collect one table (rows datasets, columns methods).
 
 Each dataset is one DVC experiment that differs from the workspace only in
-the `dataset.*` parameters (and any `--set` given for all of them):
+the `dataset.*` parameters (and any `--set` given for all of them); with
+`--seeds`, one experiment per dataset and seed, differing also in `seed`:
 
-    python -m stages.table run --dataset cifar10 --dataset stl10 --dataset cifar20
+    python -m stages.table run --dataset cifar10 --dataset stl10 --seeds 0 1 2
     python -m stages.table collect            # -> metrics/table.md and metrics/table.csv
 
-`run` calls `dvc exp run -n <prefix>-<dataset>-<stamp> -S dataset.name=...`
-once per dataset, one after the other in the workspace (`--queue` only
-queues them, for `dvc queue start`). The vocab stage depends on the model,
-the vocabulary and the templates only, so it is computed once: later
+`run` calls `dvc exp run -n <prefix>-<dataset>[-s<seed>]-<stamp> -S dataset.name=... [-S seed=<s>]`
+once per experiment, one after the other in the workspace (`--queue` only
+queues them, for `dvc queue start`). The benchmarks' K, splits and folders
+come from laic_core.datasets.BENCHMARKS. The vocab stage depends on the
+model, the vocabulary and the templates only, so it is computed once: later
 experiments find its outputs up to date in the workspace, or restore them
-from DVC's run-cache. After `run`, the workspace holds the last dataset's
+from DVC's run-cache. After `run`, the workspace holds the last
 experiment, as after any `dvc exp run`.
 
-`collect` reads `dvc exp show --json` and keeps, per (dataset, model), the
-newest experiment that has metrics/scores.json.
+`collect` reads `dvc exp show --json` and hands it to laic_core.experiments,
+which pools the runs of one setting that differ only in the seed (mean ±
+sd) and keeps, per (dataset, model), the newest setting.
 
-Command lines are built by pure functions (`exp_run_command`,
-`exp_show_command`) and `dvc exp show` output is parsed by pure functions
-(`experiment_records`, `select_runs`), so all of it is testable without DVC.
+This module holds the command line and the subprocess calls; the command
+lines are built by pure functions (`exp_run_command`, `exp_show_command`,
+`experiment_plan`), so all of it is testable without DVC.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import typer
 from laic_core.artifacts import atomic_path
 from laic_core.datasets import BENCHMARK_KIND, BENCHMARKS
 from laic_core.errors import LaicError
-from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown
+from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown, table_methods
 from stages.runner import run as run_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -75,9 +78,42 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def experiment_name(prefix: str, dataset: str, stamp: str) -> str:
+def parse_seeds(items: Iterable[str]) -> list[int]:
+    """['0', '1', '2'], ['0,1,2'] or ['0-2'] -> [0, 1, 2] (repeats dropped, order kept)."""
+    seeds: list[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            first, dash, last = part.partition("-")
+            try:
+                values = (list(range(int(first), int(last) + 1)) if dash and first else [int(part)])
+            except ValueError:
+                values = []
+            if not values or min(values) < 0:
+                raise LaicError(f"--seeds {part or item!r}: give seeds as integers >= 0, e.g. --seeds 0 1 2 "
+                                "(or --seeds 0-2)")
+            seeds += values
+    return list(dict.fromkeys(seeds))
+
+
+def experiment_name(prefix: str, dataset: str, stamp: str, seed: int | None = None) -> str:
     """A fresh experiment name: re-running never collides with (or overwrites) an old one."""
-    return f"{prefix}-{dataset}-{stamp}" if prefix else f"{dataset}-{stamp}"
+    parts = [prefix, dataset] + ([f"s{seed}"] if seed is not None else []) + [stamp]
+    return "-".join(p for p in parts if p)
+
+
+def experiment_plan(datasets: Iterable[str], seeds: list[int] | None, extra: Mapping[str, str], *,
+                    raw_root: str, prefix: str, stamp: str, queue: bool = False) -> list[tuple[str, list[str]]]:
+    """[(what it runs, `dvc exp run` command)]: one experiment per dataset, or per dataset x seed."""
+    plan = []
+    for d in dict.fromkeys(datasets):
+        for seed in seeds or [None]:
+            settings = {**dataset_settings(d, raw_root), **extra}
+            if seed is not None:
+                settings["seed"] = str(seed)
+            what = d if seed is None else f"{d} seed {seed}"
+            plan.append((what, exp_run_command(settings, name=experiment_name(prefix, d, stamp, seed), queue=queue)))
+    return plan
 
 
 def exp_run_command(settings: Mapping[str, str], *, name: str | None = None, queue: bool = False,
@@ -109,28 +145,37 @@ def _write(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-@app.command("run")
+@app.command("run", context_settings={"allow_extra_args": True})
 def run_command(
+    ctx: typer.Context,
     dataset: list[str] = typer.Option(..., "--dataset", "-d", help=f"benchmark name, repeatable: {', '.join(BENCHMARKS)}"),
+    seeds: list[str] = typer.Option([], "--seeds", help="run every dataset once per seed: --seeds 0 1 2 "
+                                    "(or 0,1,2 or 0-2); `collect` reports mean ± sd over them"),
     raw_root: str = typer.Option("data/raw", help="folder holding (or receiving) each dataset as <raw-root>/<name>"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra KEY=VALUE for every experiment, e.g. model.name=ViT-B-16"),
-    prefix: str = typer.Option("table", help="experiment names are <prefix>-<dataset>-<time stamp>"),
+    prefix: str = typer.Option("table", help="experiment names are <prefix>-<dataset>[-s<seed>]-<time stamp>"),
     queue: bool = typer.Option(False, help="only queue the experiments (run them with `dvc queue start`)"),
     keep_going: bool = typer.Option(False, help="go on with the next dataset when one fails"),
     dry_run: bool = typer.Option(False, help="print the dvc commands without running them"),
 ) -> None:
-    """Run (or queue) one DVC experiment per dataset."""
+    """Run (or queue) one DVC experiment per dataset (per dataset and seed with --seeds)."""
+    # `--seeds 0 1 2`: an option takes one value, so click leaves 1 and 2 over as extra arguments.
+    if ctx.args and not seeds:
+        raise LaicError(f"unexpected argument(s) {' '.join(ctx.args)}: give each dataset with its own -d "
+                        "(-d cifar10 -d stl10) and seeds after --seeds (--seeds 0 1 2)")
+    seed_list = parse_seeds(list(seeds) + list(ctx.args)) if seeds else None
     extra = parse_overrides(set_)
     clashes = sorted(k for k in extra if k.startswith("dataset."))
     if clashes:
         raise LaicError(f"--set {', '.join(clashes)}: the dataset settings come from --dataset; "
                         "drop them (or run `dvc exp run` yourself for a custom dataset)")
+    if seed_list and "seed" in extra:
+        raise LaicError("--set seed: the seeds come from --seeds; drop one of the two")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    commands = [exp_run_command({**dataset_settings(d, raw_root), **extra},
-                                name=experiment_name(prefix, d, stamp), queue=queue)
-                for d in dict.fromkeys(dataset)]
+    plan = experiment_plan(dataset, seed_list, extra, raw_root=raw_root, prefix=prefix, stamp=stamp, queue=queue)
+    commands = [cmd for _, cmd in plan]
     failed = []
-    for name, cmd in zip(dict.fromkeys(dataset), commands):
+    for name, cmd in plan:
         print("$ " + " ".join(cmd), flush=True)
         if dry_run:
             continue
@@ -155,12 +200,19 @@ def run_command(
 @app.command("collect")
 def collect_command(
     out: Path = typer.Option(Path("metrics/table.md"), help="Markdown table; the CSV goes beside it (.csv)"),
+    methods: str = typer.Option(None, help="only these methods' columns, comma-separated, e.g. ours,clip_kmeans"),
     all_commits: bool = typer.Option(False, help="experiments of every commit, not only HEAD's"),
-    every_run: bool = typer.Option(False, help="one row per experiment instead of the newest per dataset"),
+    every_setting: bool = typer.Option(False, help="one row per setting (runs differing in any parameter but "
+                                       "the seed) instead of the newest setting per dataset and model"),
+    every_run: bool = typer.Option(False, help="one row per experiment, seeds not pooled"),
     workspace: bool = typer.Option(False, help="include the workspace's own results"),
     from_json: Path = typer.Option(None, help="read saved `dvc exp show --json` output instead of calling dvc"),
 ) -> None:
-    """Collect the experiments' scores into metrics/table.md and metrics/table.csv."""
+    """Collect the experiments' scores into metrics/table.md and metrics/table.csv.
+
+    Runs of one setting that differ only in `seed` are pooled into one row:
+    mean ± standard deviation over the seeds.
+    """
     if from_json is not None:
         raw = json.loads(Path(from_json).read_text())
     else:
@@ -169,13 +221,15 @@ def collect_command(
         if done.returncode != 0:
             raise LaicError(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.stdout.strip()}")
         raw = json.loads(done.stdout)
-    runs = select_runs(experiment_records(raw), every_run=every_run, include_workspace=workspace)
-    if not runs:
+    rows = select_runs(experiment_records(raw), every_run=every_run, every_setting=every_setting,
+                       include_workspace=workspace)
+    if not rows:
         raise LaicError("no experiment with metrics/scores.json found: run "
                         "`python -m stages.table run --dataset ...` first (or pass --workspace)")
-    _write(out, table_markdown(runs))
-    _write(out.with_suffix(".csv"), table_csv(runs))
-    print(f"{len(runs)} row(s) -> {out} and {out.with_suffix('.csv')}")
+    columns = table_methods(rows, methods.split(",") if methods is not None else None)
+    _write(out, table_markdown(rows, columns))
+    _write(out.with_suffix(".csv"), table_csv(rows, columns))
+    print(f"{len(rows)} row(s), {sum(r.n_seeds for r in rows)} run(s) -> {out} and {out.with_suffix('.csv')}")
 
 
 @app.command("datasets")
