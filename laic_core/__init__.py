@@ -22,7 +22,8 @@ One module per concept:
 - the baselines: `tac`, `scan`, with `losses` shared with `centers`;
 - judging: `methods` (the registry of methods), `metrics` (ACC, NMI, ARI),
   `evaluation` (scores, label-free scores, diagnostics), `choose_k`,
-  `report`, `figures`, `gallery`, `progress`.
+  `report`, `figures`, `gallery`, `progress`, `experiments` (the
+  many-dataset table from `dvc exp show` records, mean ± sd over seeds).
 """
 
 __version__ = "0.1.0"

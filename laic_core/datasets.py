@@ -1,5 +1,12 @@
 """Dataset registry: `dataset.kind` + name/root/splits -> (fit split, eval split).
 
+`BENCHMARKS` is the one list of named benchmarks (`dataset.kind: torchvision`):
+each entry says its K, its fit/eval splits, the splits it has, its folder
+under a raw-data root and how it is read. `load_split` dispatches on it and
+the many-dataset table (stages/table.py) builds its settings from it, so a
+new benchmark is one `register_benchmark(...)` here, plus its name in
+README.md and in params.yaml's `dataset.name` comment (a test checks both).
+
 An `ImageSplit` is an ordered list of images with optional integer labels
 (-1 where unknown) and class names. It loads raw PIL images by index and
 says where each came from; decoding problems surface per image so the
@@ -11,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -203,42 +210,33 @@ def _targets(ds: Any) -> np.ndarray | None:
     return None
 
 
-def _torchvision_spec(name: str):
-    """name -> (constructor(root, split, download), allowed splits, post-process)."""
-    from torchvision import datasets as tvd
+def _cifar(cls_name: str) -> Callable[[str, str, bool], Any]:
+    """A CIFAR constructor: torchvision's CIFAR classes take `train=` instead of `split=`."""
+    def make(root: str, split: str, download: bool) -> Any:
+        from torchvision import datasets as tvd
 
-    def cifar(cls):
-        return lambda root, split, download: cls(root, train=split == "train", download=download)
-
-    specs = {
-        "cifar10": (cifar(tvd.CIFAR10), ("train", "test")),
-        "cifar100": (cifar(tvd.CIFAR100), ("train", "test")),
-        "cifar20": (cifar(tvd.CIFAR100), ("train", "test")),
-        "stl10": (lambda r, s, d: tvd.STL10(r, split=s, download=d), ("train", "test")),
-        "dtd": (lambda r, s, d: tvd.DTD(r, split=s, download=d), ("train", "val", "test")),
-        "food101": (lambda r, s, d: tvd.Food101(r, split=s, download=d), ("train", "test")),
-        "flowers102": (lambda r, s, d: tvd.Flowers102(r, split=s, download=d), ("train", "val", "test")),
-        "pets": (lambda r, s, d: tvd.OxfordIIITPet(r, split=s, download=d), ("trainval", "test")),
-    }
-    return specs.get(name)
+        return getattr(tvd, cls_name)(root, train=split == "train", download=download)
+    return make
 
 
-TORCHVISION_NAMES = ("cifar10", "cifar20", "cifar100", "stl10", "dtd", "food101", "flowers102", "pets")
-IMAGENET_NAMES = ("imagenet", "imagenet10", "imagenet_dogs")
-# Read from a local root only (never downloaded): laic_core/ucf101.py.
-VIDEO_NAMES = ("ucf101",)
+def _split_kw(cls_name: str) -> Callable[[str, str, bool], Any]:
+    """A constructor for torchvision datasets that take `split=` (STL-10, DTD, Food-101, ...)."""
+    def make(root: str, split: str, download: bool) -> Any:
+        from torchvision import datasets as tvd
+
+        return getattr(tvd, cls_name)(root, split=split, download=download)
+    return make
 
 
-def _torchvision_split(name: str, root: Path, split: str, download: bool) -> ImageSplit:
-    spec = _torchvision_spec(name)
-    make, splits = spec
-    if split not in splits:
+def _torchvision_split(bench: "Benchmark", root: Path, split: str, download: bool) -> ImageSplit:
+    name = bench.name
+    if split not in bench.splits:
         raise LaicError(
-            f"dataset split {split!r} does not exist for {name}; choose one of {', '.join(splits)} "
+            f"dataset split {split!r} does not exist for {name}; choose one of {', '.join(bench.splits)} "
             "(dataset.fit_split / dataset.eval_split)"
         )
     try:
-        ds = make(str(root), split, download)
+        ds = bench.make(str(root), split, download)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted..."
         hint = (
             "the download failed; check the network, or download it elsewhere and place it in "
@@ -253,12 +251,24 @@ def _torchvision_split(name: str, root: Path, split: str, download: bool) -> Ima
         ) from exc
     labels = _targets(ds)
     classes = list(getattr(ds, "classes", None) or []) or None
-    if name == "cifar20":
-        labels = CIFAR100_TO_20[labels] if labels is not None else None
-        classes = list(CIFAR20_CLASSES)
+    if bench.label_map is not None:
+        labels = bench.label_map[labels] if labels is not None else None
+    if bench.class_names is not None:
+        classes = list(bench.class_names)
     if classes is not None:
         classes = [c.replace("_", " ") for c in classes]
     return TorchvisionSplit(name, split, ds, labels, classes)
+
+
+def _imagenet_split(bench: "Benchmark", root: Path, split: str, download: bool) -> ImageSplit:
+    wnids = list(bench.wnids) if bench.wnids is not None else None
+    return _folder_split(root, split, wnids=wnids, name=bench.name)
+
+
+def _ucf101_split(bench: "Benchmark", root: Path, split: str, download: bool) -> ImageSplit:
+    from laic_core.ucf101 import ucf101_split  # imports this module
+
+    return ucf101_split(root, split)
 
 
 # ---------------------------------------------------------------- files
@@ -507,6 +517,106 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
 # ---------------------------------------------------------------- registry
 
 
+@dataclass(frozen=True)
+class Benchmark:
+    """A named benchmark: everything the pipeline and the many-dataset table need to know about it.
+
+    `source` says how it is read: `torchvision` (downloaded into dataset.root
+    by `make`), `imagenet` (a local `<root>/<split>/<wnid>/` tree, restricted
+    to `wnids` when given) or `ucf101` (middle frames from a local root,
+    laic_core/ucf101.py). Class names come from the dataset itself (torchvision's
+    `classes`, ImageNet's classes.csv / LOC_synset_mapping.txt or WNID_NAMES,
+    UCF-101's folder names as words) unless `class_names` fixes them.
+    """
+
+    name: str  # the value of dataset.name
+    num_clusters: int  # K: the number of classes
+    splits: tuple[str, ...] | None  # the splits its loader accepts; None: any sub-folder of the root
+    source: str  # torchvision | imagenet | ucf101
+    fit_split: str = "train"
+    eval_split: str = "test"
+    folder: str | None = None  # its folder under the many-dataset table's raw root; default: its name
+    make: Callable[[str, str, bool], Any] | None = field(default=None, compare=False)  # torchvision
+    wnids: tuple[str, ...] | None = None  # imagenet: the class list (None: every class folder)
+    label_map: np.ndarray | None = field(default=None, compare=False)  # dataset label -> benchmark label
+    class_names: tuple[str, ...] | None = None  # fixed class names (else the dataset's own)
+    description: str = ""
+
+    @property
+    def downloaded(self) -> bool:
+        """Published files downloaded once into dataset.root (nothing a user edits)."""
+        return self.source == "torchvision"
+
+
+# How each source is read: (benchmark, root, split, download) -> ImageSplit.
+_LOADERS: dict[str, Callable[[Benchmark, Path, str, bool], ImageSplit]] = {
+    "torchvision": _torchvision_split,
+    "imagenet": _imagenet_split,
+    "ucf101": _ucf101_split,
+}
+
+# dataset.kind of every benchmark (the registry is looked up under this kind).
+BENCHMARK_KIND = "torchvision"
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register_benchmark(bench: Benchmark) -> Benchmark:
+    """Add a benchmark; adding a dataset is one call here (plus README.md and params.yaml's comment,
+    which tests/test_datasets.py checks)."""
+    if bench.name in BENCHMARKS:
+        raise ValueError(f"benchmark {bench.name!r} is registered twice")  # a bug here, not user input
+    if bench.source not in _LOADERS:
+        raise ValueError(f"benchmark {bench.name!r}: source {bench.source!r} is not one of {', '.join(_LOADERS)}")
+    if bench.source == "torchvision" and bench.make is None:
+        raise ValueError(f"benchmark {bench.name!r}: a torchvision benchmark needs its constructor (make)")
+    BENCHMARKS[bench.name] = bench
+    return bench
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The registered benchmark `name`; the error names dataset.name and every known benchmark."""
+    if name not in BENCHMARKS:
+        raise LaicError(
+            f"dataset.name: unknown dataset {name!r}; known: {', '.join(BENCHMARKS)} "
+            "(or use dataset.kind: imagefolder / manifest for your own images)"
+        )
+    return BENCHMARKS[name]
+
+
+# The clustering benchmarks of the paper and TAC (in their tables' order), then
+# the larger sets, with the usual splits: fit on train, evaluate on test
+# (ImageNet and its subsets: on val). ImageNet-10/-Dogs are class lists over
+# one local ImageNet tree; UCF-101 is the middle frame of each video of split 1.
+_TRAIN_TEST = ("train", "test")
+register_benchmark(Benchmark("cifar10", 10, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR10"),
+                             description="CIFAR-10"))
+register_benchmark(Benchmark("cifar20", 20, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR100"),
+                             label_map=CIFAR100_TO_20, class_names=tuple(CIFAR20_CLASSES),
+                             description="CIFAR-100 with the standard 20 super-classes"))
+register_benchmark(Benchmark("stl10", 10, _TRAIN_TEST, "torchvision", make=_split_kw("STL10"),
+                             description="STL-10"))
+register_benchmark(Benchmark("imagenet10", 10, None, "imagenet", "train", "val", folder="imagenet",
+                             wnids=tuple(IMAGENET10_WNIDS), description="ImageNet-10, over a local ImageNet"))
+register_benchmark(Benchmark("imagenet_dogs", 15, None, "imagenet", "train", "val", folder="imagenet",
+                             wnids=tuple(IMAGENET_DOGS_WNIDS),
+                             description="ImageNet-Dogs, over a local ImageNet"))
+register_benchmark(Benchmark("dtd", 47, ("train", "val", "test"), "torchvision", make=_split_kw("DTD"),
+                             description="Describable Textures"))
+register_benchmark(Benchmark("ucf101", 101, ("train", "test", "val"), "ucf101",  # val: TAC's name for test
+                             description="UCF-101 middle frames, split 1, from a local root"))
+register_benchmark(Benchmark("cifar100", 100, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR100"),
+                             description="CIFAR-100"))
+register_benchmark(Benchmark("food101", 101, _TRAIN_TEST, "torchvision", make=_split_kw("Food101"),
+                             description="Food-101"))
+register_benchmark(Benchmark("flowers102", 102, ("train", "val", "test"), "torchvision",
+                             make=_split_kw("Flowers102"), description="Oxford Flowers-102"))
+register_benchmark(Benchmark("pets", 37, ("trainval", "test"), "torchvision", "trainval", "test",
+                             make=_split_kw("OxfordIIITPet"), description="Oxford-IIIT Pets"))
+register_benchmark(Benchmark("imagenet", 1000, None, "imagenet", "train", "val", folder="imagenet",
+                             description="ImageNet-1K, from a local root"))
+
+
 @dataclass
 class DatasetSplits:
     fit: ImageSplit
@@ -518,23 +628,11 @@ KINDS = ("torchvision", "imagefolder", "manifest")
 
 
 def load_split(kind: str, name: str, root: str | Path, split: str, *, download: bool = True) -> ImageSplit:
-    """One split of a dataset from the registry."""
+    """One split of a dataset: a registered benchmark (kind torchvision), a folder or a manifest."""
     root = Path(root).expanduser()
-    if kind == "torchvision":
-        if name in IMAGENET_NAMES:
-            wnids = {"imagenet10": IMAGENET10_WNIDS, "imagenet_dogs": IMAGENET_DOGS_WNIDS}.get(name)
-            return _folder_split(root, split, wnids=wnids, name=name)
-        if name in VIDEO_NAMES:
-            from laic_core.ucf101 import ucf101_split  # imports this module
-
-            return ucf101_split(root, split)
-        if name not in TORCHVISION_NAMES:
-            known = TORCHVISION_NAMES + IMAGENET_NAMES + VIDEO_NAMES
-            raise LaicError(
-                f"dataset.name: unknown dataset {name!r}; known: {', '.join(known)} "
-                "(or use dataset.kind: imagefolder / manifest for your own images)"
-            )
-        return _torchvision_split(name, root, split, download)
+    if kind == BENCHMARK_KIND:
+        bench = get_benchmark(name)
+        return _LOADERS[bench.source](bench, root, split, download)
     if kind == "imagefolder":
         return _folder_split(root, split)
     if kind == "manifest":
@@ -552,7 +650,7 @@ def load_dataset(kind: str, name: str, root: str | Path, fit_split: str, eval_sp
 
 
 def _split_listing(kind: str, name: str, root: str | Path, split: str, download: bool) -> dict[str, Any]:
-    if kind == "torchvision" and name in TORCHVISION_NAMES:
+    if kind == BENCHMARK_KIND and name in BENCHMARKS and BENCHMARKS[name].downloaded:
         # Published files, downloaded once into root and never edited: nothing
         # to watch (and listing them would start the download here).
         return {"dataset": name, "split": split}

@@ -1,97 +1,64 @@
-"""table: run the pipeline on several datasets and collect one table (rows datasets, columns methods).
+"""table: run the pipeline on several datasets (and seeds) and collect one table (rows datasets, columns methods).
 
 Each dataset is one DVC experiment that differs from the workspace only in
-the `dataset.*` parameters (and any `--set` given for all of them):
+the `dataset.*` parameters (and any `--set` given for all of them); with
+`--seeds`, one experiment per dataset and seed, differing also in `seed`:
 
-    python -m stages.table run --dataset cifar10 --dataset stl10 --dataset cifar20
+    python -m stages.table run --dataset cifar10 --dataset stl10 --seeds 0 1 2
     python -m stages.table collect            # -> metrics/table.md and metrics/table.csv
 
-`run` calls `dvc exp run -n <prefix>-<dataset>-<stamp> -S dataset.name=...`
-once per dataset, one after the other in the workspace (`--queue` only
-queues them, for `dvc queue start`). The vocab stage depends on the model,
-the vocabulary and the templates only, so it is computed once: later
+`run` calls `dvc exp run -n <prefix>-<dataset>[-s<seed>]-<stamp> -S dataset.name=... [-S seed=<s>]`
+once per experiment, one after the other in the workspace (`--queue` only
+queues them, for `dvc queue start`). The benchmarks' K, splits and folders
+come from laic_core.datasets.BENCHMARKS. The vocab stage depends on the
+model, the vocabulary and the templates only, so it is computed once: later
 experiments find its outputs up to date in the workspace, or restore them
-from DVC's run-cache. After `run`, the workspace holds the last dataset's
+from DVC's run-cache. After `run`, the workspace holds the last
 experiment, as after any `dvc exp run`.
 
-`collect` reads `dvc exp show --json` and keeps, per (dataset, model), the
-newest experiment that has metrics/scores.json.
+`collect` reads `dvc exp show --json` and hands it to laic_core.experiments,
+which pools the runs of one setting that differ only in the seed (mean ±
+sd) and keeps, per (dataset, model), the newest setting.
 
-Command lines are built by pure functions (`exp_run_command`,
-`exp_show_command`) and `dvc exp show` output is parsed by pure functions
-(`experiment_records`, `select_runs`), so all of it is testable without DVC.
+This module holds the command line and the subprocess calls; the command
+lines are built by pure functions (`exp_run_command`, `exp_show_command`,
+`experiment_plan`), so all of it is testable without DVC.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import subprocess
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import typer
 
 from laic_core.artifacts import atomic_path
+from laic_core.datasets import BENCHMARK_KIND, BENCHMARKS
 from laic_core.errors import LaicError
-from laic_core.report import comparison_columns, comparison_rows, render_comparison
+from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown, table_methods
 from stages.runner import run as run_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Run the pipeline over several datasets and collect one results table.")
 
 
-@dataclass(frozen=True)
-class DatasetDefaults:
-    """What `dataset.*` must be for a benchmark: K, splits, and the folder under the raw root."""
-
-    num_clusters: int
-    fit_split: str = "train"
-    eval_split: str = "test"
-    folder: str | None = None  # sub-folder of the raw root; default: the dataset name
-    kind: str = "torchvision"
-
-
-# The clustering benchmarks of the paper and TAC, with the usual splits: fit on
-# train, evaluate on test (ImageNet subsets: on val). ImageNet-10/-Dogs are
-# class lists over one local ImageNet tree (<raw root>/imagenet/{train,val}/<wnid>);
-# UCF-101 is the middle frame of each video of split 1, from a local root.
-DATASETS: dict[str, DatasetDefaults] = {
-    "cifar10": DatasetDefaults(10),
-    "cifar20": DatasetDefaults(20),
-    "stl10": DatasetDefaults(10),
-    "imagenet10": DatasetDefaults(10, "train", "val", folder="imagenet"),
-    "imagenet_dogs": DatasetDefaults(15, "train", "val", folder="imagenet"),
-    "dtd": DatasetDefaults(47),
-    "ucf101": DatasetDefaults(101),
-    "cifar100": DatasetDefaults(100),
-    "food101": DatasetDefaults(101),
-    "flowers102": DatasetDefaults(102),
-    "pets": DatasetDefaults(37, "trainval", "test"),
-    "imagenet": DatasetDefaults(1000, "train", "val", folder="imagenet"),
-}
-
-SCORES_FILE = "metrics/scores.json"
-PARAMS_FILE = "params.yaml"
-
-
 # ------------------------------------------------------------------ commands (pure)
 
 
 def dataset_settings(name: str, raw_root: str = "data/raw") -> dict[str, str]:
-    """The `-S` settings that point the pipeline at benchmark `name`."""
-    if name not in DATASETS:
+    """The `-S` settings that point the pipeline at benchmark `name` (from laic_core.datasets.BENCHMARKS)."""
+    if name not in BENCHMARKS:
         raise LaicError(
-            f"--dataset {name!r} is not in the table's list ({', '.join(DATASETS)}); "
+            f"--dataset {name!r} is not in the table's list ({', '.join(BENCHMARKS)}); "
             "for another dataset run `dvc exp run -S dataset.name=... -S dataset.root=... "
             "-S dataset.num_clusters=...` yourself, then `python -m stages.table collect`")
-    d = DATASETS[name]
+    d = BENCHMARKS[name]
     root = f"{raw_root.rstrip('/')}/{d.folder or name}"
     return {
-        "dataset.kind": d.kind,
+        "dataset.kind": BENCHMARK_KIND,
         "dataset.name": name,
         "dataset.root": root,
         "dataset.num_clusters": str(d.num_clusters),
@@ -111,9 +78,42 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def experiment_name(prefix: str, dataset: str, stamp: str) -> str:
+def parse_seeds(items: Iterable[str]) -> list[int]:
+    """['0', '1', '2'], ['0,1,2'] or ['0-2'] -> [0, 1, 2] (repeats dropped, order kept)."""
+    seeds: list[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            first, dash, last = part.partition("-")
+            try:
+                values = (list(range(int(first), int(last) + 1)) if dash and first else [int(part)])
+            except ValueError:
+                values = []
+            if not values or min(values) < 0:
+                raise LaicError(f"--seeds {part or item!r}: give seeds as integers >= 0, e.g. --seeds 0 1 2 "
+                                "(or --seeds 0-2)")
+            seeds += values
+    return list(dict.fromkeys(seeds))
+
+
+def experiment_name(prefix: str, dataset: str, stamp: str, seed: int | None = None) -> str:
     """A fresh experiment name: re-running never collides with (or overwrites) an old one."""
-    return f"{prefix}-{dataset}-{stamp}" if prefix else f"{dataset}-{stamp}"
+    parts = [prefix, dataset] + ([f"s{seed}"] if seed is not None else []) + [stamp]
+    return "-".join(p for p in parts if p)
+
+
+def experiment_plan(datasets: Iterable[str], seeds: list[int] | None, extra: Mapping[str, str], *,
+                    raw_root: str, prefix: str, stamp: str, queue: bool = False) -> list[tuple[str, list[str]]]:
+    """[(what it runs, `dvc exp run` command)]: one experiment per dataset, or per dataset x seed."""
+    plan = []
+    for d in dict.fromkeys(datasets):
+        for seed in seeds or [None]:
+            settings = {**dataset_settings(d, raw_root), **extra}
+            if seed is not None:
+                settings["seed"] = str(seed)
+            what = d if seed is None else f"{d} seed {seed}"
+            plan.append((what, exp_run_command(settings, name=experiment_name(prefix, d, stamp, seed), queue=queue)))
+    return plan
 
 
 def exp_run_command(settings: Mapping[str, str], *, name: str | None = None, queue: bool = False,
@@ -137,129 +137,6 @@ def exp_show_command(*, all_commits: bool = False, dvc: str = "dvc") -> list[str
     return cmd
 
 
-# ------------------------------------------------------------------ exp show (pure)
-
-
-@dataclass
-class Record:
-    """One row of `dvc exp show`: a commit, an experiment, or the workspace."""
-
-    name: str
-    rev: str
-    timestamp: str | None
-    params: dict = field(default_factory=dict)
-    scores: dict | None = None
-    kind: str = "experiment"  # experiment | baseline | workspace
-
-    def param(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.params
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-
-def _file_data(section: Any, path: str) -> dict | None:
-    entry = section.get(path) if isinstance(section, Mapping) else None
-    data = entry.get("data") if isinstance(entry, Mapping) else None
-    return data if isinstance(data, dict) else None
-
-
-def _record(node: Mapping, kind: str) -> Record | None:
-    data = node.get("data")
-    if not isinstance(data, Mapping):
-        return None
-    rev = str(node.get("rev") or data.get("rev") or "")
-    return Record(
-        name=str(node.get("name") or rev[:7]),
-        rev=rev,
-        timestamp=data.get("timestamp"),
-        params=_file_data(data.get("params"), PARAMS_FILE) or {},
-        scores=_file_data(data.get("metrics"), SCORES_FILE),
-        kind="workspace" if rev == "workspace" else kind,
-    )
-
-
-def _walk(nodes: Any, kind: str) -> Iterator[Record]:
-    for node in nodes or []:
-        if not isinstance(node, Mapping):
-            continue
-        if "revs" in node:  # an experiment: a list of revs (checkpoints in old DVC)
-            yield from _walk(node["revs"], "experiment")
-            continue
-        record = _record(node, kind)
-        if record is not None:
-            yield record
-        yield from _walk(node.get("experiments"), "experiment")
-
-
-def experiment_records(exp_show: Any) -> list[Record]:
-    """Every commit, experiment and workspace row of `dvc exp show --json` output."""
-    if not isinstance(exp_show, list):
-        raise LaicError("unexpected `dvc exp show --json` output: expected a list of commits; "
-                        "this command needs DVC 3")
-    return list(_walk(exp_show, "baseline"))
-
-
-def _order_key(dataset: str) -> tuple[int, str]:
-    names = list(DATASETS)
-    return (names.index(dataset), "") if dataset in names else (len(names), dataset)
-
-
-def select_runs(records: Sequence[Record], *, every_run: bool = False, include_workspace: bool = False,
-                include_baselines: bool = True) -> list[tuple[str, Record]]:
-    """[(row label, record)] for the table, in the benchmarks' order.
-
-    Only records with scores count. By default one row per (dataset, model,
-    pretrained): the newest; with `every_run`, every record, labelled with
-    its experiment name. Labels are dataset names, extended with the model
-    when two rows would otherwise share one.
-    """
-    kinds = {"experiment"} | ({"baseline"} if include_baselines else set()) | (
-        {"workspace"} if include_workspace else set())
-    scored = [r for r in records if r.scores and r.kind in kinds]
-    if not every_run:
-        newest: dict[tuple, Record] = {}
-        for r in scored:
-            key = (r.param("dataset.name"), r.param("model.name"), r.param("model.pretrained"))
-            # ISO timestamps sort as strings; the workspace (no timestamp) loses ties
-            if key not in newest or (r.timestamp or "") > (newest[key].timestamp or ""):
-                newest[key] = r
-        scored = list(newest.values())
-    scored.sort(key=lambda r: (_order_key(str(r.param("dataset.name", r.name))), r.timestamp or ""))
-    labels = [str(r.param("dataset.name", r.name)) for r in scored]
-    out = []
-    for label, r in zip(labels, scored):
-        if every_run:
-            label = f"{label} ({r.name})"
-        elif labels.count(label) > 1:
-            label = f"{label} ({r.param('model.name')}/{r.param('model.pretrained')})"
-        out.append((label, r))
-    return out
-
-
-def table_csv(runs: Sequence[tuple[str, Record]], methods: Sequence[str] | None = None) -> str:
-    """CSV text: dataset, experiment, rev, then <method>.<metric> as fractions."""
-    methods, rows = comparison_rows([(label, r.scores or {}) for label, r in runs], methods)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "experiment", "rev"] + comparison_columns(methods))
-    for (label, r), row in zip(runs, rows):
-        writer.writerow([label, r.name, r.rev] + ["" if v is None else v for v in row[1:]])
-    return buffer.getvalue()
-
-
-def table_markdown(runs: Sequence[tuple[str, Record]], methods: Sequence[str] | None = None) -> str:
-    """The Markdown table (percentages) plus where each row came from."""
-    text = render_comparison([(label, r.scores or {}) for label, r in runs], methods,
-                             title="LAIC results (eval split; ACC, NMI, ARI in percent)")
-    sources = "\n".join(f"- {label}: {r.kind} `{r.name}` ({r.rev[:12]}, {r.timestamp or 'uncommitted'}), "
-                        f"model {r.param('model.name')} ({r.param('model.pretrained')})"
-                        for label, r in runs)
-    return f"{text}\nRows:\n\n{sources}\n"
-
-
 # ------------------------------------------------------------------ CLI
 
 
@@ -268,28 +145,37 @@ def _write(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-@app.command("run")
+@app.command("run", context_settings={"allow_extra_args": True})
 def run_command(
-    dataset: list[str] = typer.Option(..., "--dataset", "-d", help=f"benchmark name, repeatable: {', '.join(DATASETS)}"),
+    ctx: typer.Context,
+    dataset: list[str] = typer.Option(..., "--dataset", "-d", help=f"benchmark name, repeatable: {', '.join(BENCHMARKS)}"),
+    seeds: list[str] = typer.Option([], "--seeds", help="run every dataset once per seed: --seeds 0 1 2 "
+                                    "(or 0,1,2 or 0-2); `collect` reports mean ± sd over them"),
     raw_root: str = typer.Option("data/raw", help="folder holding (or receiving) each dataset as <raw-root>/<name>"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra KEY=VALUE for every experiment, e.g. model.name=ViT-B-16"),
-    prefix: str = typer.Option("table", help="experiment names are <prefix>-<dataset>-<time stamp>"),
+    prefix: str = typer.Option("table", help="experiment names are <prefix>-<dataset>[-s<seed>]-<time stamp>"),
     queue: bool = typer.Option(False, help="only queue the experiments (run them with `dvc queue start`)"),
     keep_going: bool = typer.Option(False, help="go on with the next dataset when one fails"),
     dry_run: bool = typer.Option(False, help="print the dvc commands without running them"),
 ) -> None:
-    """Run (or queue) one DVC experiment per dataset."""
+    """Run (or queue) one DVC experiment per dataset (per dataset and seed with --seeds)."""
+    # `--seeds 0 1 2`: an option takes one value, so click leaves 1 and 2 over as extra arguments.
+    if ctx.args and not seeds:
+        raise LaicError(f"unexpected argument(s) {' '.join(ctx.args)}: give each dataset with its own -d "
+                        "(-d cifar10 -d stl10) and seeds after --seeds (--seeds 0 1 2)")
+    seed_list = parse_seeds(list(seeds) + list(ctx.args)) if seeds else None
     extra = parse_overrides(set_)
     clashes = sorted(k for k in extra if k.startswith("dataset."))
     if clashes:
         raise LaicError(f"--set {', '.join(clashes)}: the dataset settings come from --dataset; "
                         "drop them (or run `dvc exp run` yourself for a custom dataset)")
+    if seed_list and "seed" in extra:
+        raise LaicError("--set seed: the seeds come from --seeds; drop one of the two")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    commands = [exp_run_command({**dataset_settings(d, raw_root), **extra},
-                                name=experiment_name(prefix, d, stamp), queue=queue)
-                for d in dict.fromkeys(dataset)]
+    plan = experiment_plan(dataset, seed_list, extra, raw_root=raw_root, prefix=prefix, stamp=stamp, queue=queue)
+    commands = [cmd for _, cmd in plan]
     failed = []
-    for name, cmd in zip(dict.fromkeys(dataset), commands):
+    for name, cmd in plan:
         print("$ " + " ".join(cmd), flush=True)
         if dry_run:
             continue
@@ -314,12 +200,19 @@ def run_command(
 @app.command("collect")
 def collect_command(
     out: Path = typer.Option(Path("metrics/table.md"), help="Markdown table; the CSV goes beside it (.csv)"),
+    methods: str = typer.Option(None, help="only these methods' columns, comma-separated, e.g. ours,clip_kmeans"),
     all_commits: bool = typer.Option(False, help="experiments of every commit, not only HEAD's"),
-    every_run: bool = typer.Option(False, help="one row per experiment instead of the newest per dataset"),
+    every_setting: bool = typer.Option(False, help="one row per setting (runs differing in any parameter but "
+                                       "the seed) instead of the newest setting per dataset and model"),
+    every_run: bool = typer.Option(False, help="one row per experiment, seeds not pooled"),
     workspace: bool = typer.Option(False, help="include the workspace's own results"),
     from_json: Path = typer.Option(None, help="read saved `dvc exp show --json` output instead of calling dvc"),
 ) -> None:
-    """Collect the experiments' scores into metrics/table.md and metrics/table.csv."""
+    """Collect the experiments' scores into metrics/table.md and metrics/table.csv.
+
+    Runs of one setting that differ only in `seed` are pooled into one row:
+    mean ± standard deviation over the seeds.
+    """
     if from_json is not None:
         raw = json.loads(Path(from_json).read_text())
     else:
@@ -328,21 +221,23 @@ def collect_command(
         if done.returncode != 0:
             raise LaicError(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.stdout.strip()}")
         raw = json.loads(done.stdout)
-    runs = select_runs(experiment_records(raw), every_run=every_run, include_workspace=workspace)
-    if not runs:
+    rows = select_runs(experiment_records(raw), every_run=every_run, every_setting=every_setting,
+                       include_workspace=workspace)
+    if not rows:
         raise LaicError("no experiment with metrics/scores.json found: run "
                         "`python -m stages.table run --dataset ...` first (or pass --workspace)")
-    _write(out, table_markdown(runs))
-    _write(out.with_suffix(".csv"), table_csv(runs))
-    print(f"{len(runs)} row(s) -> {out} and {out.with_suffix('.csv')}")
+    columns = table_methods(rows, methods.split(",") if methods is not None else None)
+    _write(out, table_markdown(rows, columns))
+    _write(out.with_suffix(".csv"), table_csv(rows, columns))
+    print(f"{len(rows)} row(s), {sum(r.n_seeds for r in rows)} run(s) -> {out} and {out.with_suffix('.csv')}")
 
 
 @app.command("datasets")
 def datasets_command() -> None:
     """List the benchmarks `run` knows, with K and splits."""
-    for name, d in DATASETS.items():
+    for name, d in BENCHMARKS.items():
         print(f"{name:14s} K={d.num_clusters:<5d} fit={d.fit_split:9s} eval={d.eval_split:5s} "
-              f"root=<raw-root>/{d.folder or name}")
+              f"root=<raw-root>/{d.folder or name:14s} {d.description}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from laic_core.datasets import (
-    CIFAR20_CLASSES, CIFAR100_TO_20, IMAGENET10_WNIDS, load_dataset, load_split,
+    BENCHMARKS, CIFAR20_CLASSES, CIFAR100_TO_20, IMAGENET10_WNIDS, Benchmark, load_dataset, load_split,
 )
 from laic_core.errors import LaicError
 from tests.conftest import SHARED_DATASETS, make_image_tree
@@ -324,3 +324,87 @@ def test_ucf101_is_a_table_benchmark():
     assert settings["dataset.num_clusters"] == "101"
     assert (settings["dataset.fit_split"], settings["dataset.eval_split"]) == ("train", "test")
     assert settings["dataset.name"] == "ucf101" and settings["dataset.kind"] == "torchvision"
+
+
+# ------------------------------------------------------------- the benchmark registry
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_registry_is_consistent():
+    from laic_core import ucf101
+
+    assert list(BENCHMARKS)[:3] == ["cifar10", "cifar20", "stl10"]  # the papers' table order
+    for name, bench in BENCHMARKS.items():
+        assert bench.name == name and bench.num_clusters >= 2
+        if bench.splits is not None:
+            assert {bench.fit_split, bench.eval_split} <= set(bench.splits), name
+        if bench.class_names is not None:
+            assert len(bench.class_names) == bench.num_clusters, name
+        if bench.wnids is not None:
+            assert len(bench.wnids) == bench.num_clusters, name
+        if bench.label_map is not None:
+            assert int(bench.label_map.max()) + 1 == bench.num_clusters, name
+    assert BENCHMARKS["ucf101"].splits == ucf101.SPLITS and BENCHMARKS["ucf101"].num_clusters == ucf101.NUM_CLASSES
+    assert BENCHMARKS["imagenet_dogs"].folder == "imagenet" and BENCHMARKS["pets"].fit_split == "trainval"
+
+
+def test_unknown_benchmark_lists_every_registered_one(tmp_path):
+    with pytest.raises(LaicError, match=r"dataset.name: unknown dataset 'cifar11'; known: ") as err:
+        load_split("torchvision", "cifar11", tmp_path, "train")
+    assert all(name in str(err.value) for name in BENCHMARKS)
+
+
+class _FakeTorchvision:
+    """What a torchvision dataset offers load_split: classes, targets, (image, label) items."""
+
+    def __init__(self, root, split, download):
+        self.classes = ["red_panda", "sea_otter", "snow_owl"]
+        self.targets = [2, 0, 1, 2] if split == "train" else [0]
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return Image.new("RGB", (4, 4)), self.targets[i]
+
+
+def test_a_new_benchmark_is_one_registry_entry(tmp_path, monkeypatch):
+    bench = Benchmark("toy3", 2, ("train", "test"), "torchvision", make=_FakeTorchvision,
+                      label_map=np.array([0, 0, 1]), class_names=("mammal", "bird"))
+    monkeypatch.setitem(BENCHMARKS, "toy3", bench)
+    splits = load_dataset("torchvision", "toy3", tmp_path, "train", "test")
+    assert splits.fit.labels.tolist() == [1, 0, 0, 1] and splits.fit.class_names == ["mammal", "bird"]
+    assert splits.fit.source(0) == "toy3:train[0]" and len(splits.eval) == 1
+    with pytest.raises(LaicError, match=r"split 'val' does not exist for toy3; choose one of train, test"):
+        load_split("torchvision", "toy3", tmp_path, "val")
+    # Without fixed names or a label map, the dataset's own classes (underscores as spaces).
+    monkeypatch.setitem(BENCHMARKS, "toy3", Benchmark("toy3", 3, ("train",), "torchvision", make=_FakeTorchvision))
+    assert load_split("torchvision", "toy3", tmp_path, "train").class_names == ["red panda", "sea otter", "snow owl"]
+
+    from stages.table import dataset_settings
+
+    assert dataset_settings("toy3", "raw")["dataset.root"] == "raw/toy3"
+
+
+def _params_dataset_name_comment() -> str:
+    """The comment after `name:` in params.yaml's dataset section."""
+    in_dataset = False
+    for line in (PROJECT / "params.yaml").read_text().splitlines():
+        if line and not line[0].isspace():
+            in_dataset = line.startswith("dataset:")
+        elif in_dataset and line.strip().startswith("name:"):
+            return line.partition("#")[2]
+    raise AssertionError("params.yaml has no dataset.name line")
+
+
+def test_every_benchmark_is_documented():
+    """A benchmark added to BENCHMARKS must also be named in the docs users read."""
+    import re
+
+    comment = _params_dataset_name_comment()
+    missing = [n for n in BENCHMARKS if not re.search(rf"\b{re.escape(n)}\b", comment)]
+    assert not missing, f"params.yaml: add {', '.join(missing)} to the comment of dataset.name"
+    readme = (PROJECT / "README.md").read_text()
+    missing = [n for n in BENCHMARKS if f"`{n}`" not in readme]
+    assert not missing, f"README.md: name {', '.join(missing)} (in backticks) in the benchmarks paragraph"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -186,6 +187,13 @@ def test_dataset_settings_and_exp_run_command():
         dataset_settings("cifar11")
 
 
+def test_experiments_read_the_scores_file_the_layout_writes():
+    from laic_core.experiments import SCORES_FILE
+    from stages import layout
+
+    assert SCORES_FILE == layout.SCORES.as_posix()
+
+
 def test_parse_overrides():
     from stages.table import parse_overrides
 
@@ -196,7 +204,7 @@ def test_parse_overrides():
 
 
 def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
-    from stages.table import experiment_records, select_runs
+    from laic_core.experiments import experiment_records, select_runs
 
     raw = _exp_show(
         ("b" * 40, "table-stl10-1", "2026-01-02T00:00:00", "stl10", _scores(0.98)),
@@ -208,20 +216,21 @@ def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
     records = experiment_records(json.loads(json.dumps(raw)))
     assert [r.kind for r in records] == ["workspace", "baseline"] + ["experiment"] * 4
     runs = select_runs(records)
-    assert [(label, r.name) for label, r in runs] == [("cifar10", "table-cifar10-2"), ("stl10", "table-stl10-1")]
+    assert [(g.label, g.newest.name) for g in runs] == [("cifar10", "table-cifar10-2"), ("stl10", "table-stl10-1")]
+    assert [g.n_seeds for g in runs] == [1, 1]  # a re-run of the same setting and seed replaces the older one
     every = select_runs(records, every_run=True)
-    assert [label for label, _ in every] == ["cifar10 (table-cifar10-1)", "cifar10 (table-cifar10-2)",
+    assert [g.label for g in every] == ["cifar10 (table-cifar10-1)", "cifar10 (table-cifar10-2)",
                                              "stl10 (table-stl10-1)"]
     with_ws = select_runs(records, include_workspace=True)
-    assert [r.name for _, r in with_ws] == ["table-cifar10-2", "table-stl10-1"]  # the workspace has no timestamp
+    assert [g.newest.name for g in with_ws] == ["table-cifar10-2", "table-stl10-1"]  # the workspace has no timestamp
 
 
 def test_same_dataset_two_models_get_distinct_labels():
-    from stages.table import experiment_records, select_runs
+    from laic_core.experiments import experiment_records, select_runs
 
     raw = _exp_show(("b" * 40, "a", "2026-01-02T00:00:00", "cifar10", _scores(0.9), "ViT-B-32"),
                     ("c" * 40, "b", "2026-01-02T00:00:00", "cifar10", _scores(0.95), "ViT-L-14"))
-    labels = [label for label, _ in select_runs(experiment_records(raw))]
+    labels = [g.label for g in select_runs(experiment_records(raw))]
     assert labels == ["cifar10 (ViT-B-32/openai)", "cifar10 (ViT-L-14/openai)"]
 
 
@@ -260,3 +269,156 @@ def test_run_dry_run_prints_one_command_per_dataset(tmp_path, monkeypatch):
     assert "-S dataset.num_clusters=20" in commands[1] and "-S model.name=RN50" in commands[1]
     clash = CliRunner().invoke(app, ["run", "--dataset", "cifar10", "--set", "dataset.root=x", "--dry-run"])
     assert clash.exit_code != 0 and "dataset settings come from --dataset" in str(clash.exception)
+
+
+# ------------------------------------------------------------------ seeds: mean and spread
+
+
+def _show_with_params(*runs):
+    """`dvc exp show --json` with one commit (no scores) and experiments (name, timestamp, params, scores)."""
+
+    def node(rev, name, timestamp, params, scores):
+        return {"rev": rev, "name": name, "data": {
+            "rev": rev, "timestamp": timestamp, "params": {"params.yaml": {"data": params}},
+            "metrics": {"metrics/scores.json": {"data": scores}} if scores is not None else {},
+            "deps": {}, "outs": {}, "meta": {}}, "error": None, "experiments": None}
+
+    commit = node("a" * 40, "main", "2026-01-01T00:00:00", {"seed": 0}, None)
+    commit["experiments"] = [{"revs": [node(f"{i:040x}", *run)], "executor": None, "name": run[0]}
+                             for i, run in enumerate(runs, start=1)]
+    return [commit]
+
+
+def _params(dataset="cifar10", seed=0, tau=0.02, model="ViT-B-32"):
+    return {"seed": seed, "dataset": {"name": dataset, "num_clusters": 10},
+            "model": {"name": model, "pretrained": "openai"}, "relation": {"tau": tau, "kind": "ridge"}}
+
+
+def _acc(ours, clip=0.5):
+    return {"ours": {"acc": ours, "nmi": ours - 0.1, "ari": ours - 0.2},
+            "clip_kmeans": {"acc": clip, "nmi": 0.4, "ari": 0.3}}
+
+
+SEEDED = _show_with_params(
+    ("c10-s0", "2026-01-02T00:00:00", _params(seed=0), _acc(0.90)),
+    ("c10-s1-old", "2026-01-02T00:00:01", _params(seed=1), _acc(0.10)),  # replaced by the re-run below
+    ("c10-s1", "2026-01-02T00:00:05", _params(seed=1), _acc(0.92)),
+    ("c10-s2", "2026-01-02T00:00:02", _params(seed=2), _acc(0.94, clip=None)),
+    ("stl-s0", "2026-01-02T00:00:03", _params("stl10"), _acc(0.985)),
+)
+
+
+def test_spread_is_mean_and_sample_sd_of_the_finite_values():
+    from laic_core.experiments import spread
+
+    s = spread([0.90, 0.92, 0.94, None, float("nan"), True])
+    assert s.n == 3 and s.mean == pytest.approx(0.92) and s.sd == pytest.approx(0.02)
+    assert spread([0.9]).sd is None and spread([0.9]).n == 1
+    assert spread([None]) == spread([]) and spread([]).mean is None
+
+
+def test_runs_of_one_setting_are_pooled_by_seed():
+    from laic_core.experiments import experiment_records, group_spreads, select_runs
+
+    rows = select_runs(experiment_records(SEEDED))
+    assert [(g.label, g.seeds, [r.name for r in g.runs]) for g in rows] == [
+        ("cifar10", [0, 1, 2], ["c10-s0", "c10-s1", "c10-s2"]),  # the newest run of seed 1 only
+        ("stl10", [0], ["stl-s0"]),
+    ]
+    ours_acc, _, _, clip_acc = group_spreads(rows[0], ["ours", "clip_kmeans"])[:4]
+    assert (ours_acc.n, ours_acc.mean, ours_acc.sd) == (3, pytest.approx(0.92), pytest.approx(0.02))
+    assert (clip_acc.n, clip_acc.mean, clip_acc.sd) == (2, pytest.approx(0.5), pytest.approx(0.0))
+    # every_run pools nothing
+    assert [g.n_seeds for g in select_runs(experiment_records(SEEDED), every_run=True)] == [1] * 5
+
+
+def test_seeded_table_shows_mean_and_sd_and_n_seeds():
+    import csv
+
+    from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown
+
+    rows = select_runs(experiment_records(SEEDED))
+    text = table_markdown(rows)
+    lines = text.splitlines()
+    assert lines[2].startswith("| dataset | seeds | CLIP k-means ACC |")
+    assert "| cifar10 | 3 | 50.0 ± 0.0 (n=2) | 40.0 ± 0.0 | 30.0 ± 0.0 | 92.0 ± 2.0 | 82.0 ± 2.0 | 72.0 ± 2.0 |" in text
+    assert "| stl10 | 1 | 50.0 | 40.0 | 30.0 | 98.5 | 88.5 | 78.5 |" in text  # a single run: no spread
+    assert "- cifar10: 3 seeds (0, 1, 2): experiment `c10-s0`" in text
+    table = list(csv.DictReader(io.StringIO(table_csv(rows))))
+    assert list(table[0])[:6] == ["dataset", "experiments", "seeds", "n_seeds", "clip_kmeans.acc.mean",
+                                  "clip_kmeans.acc.sd"]
+    c10, stl = table
+    assert (c10["n_seeds"], c10["seeds"], c10["experiments"]) == ("3", "0;1;2", "c10-s0;c10-s1;c10-s2")
+    assert float(c10["ours.acc.mean"]) == pytest.approx(0.92) and float(c10["ours.acc.sd"]) == pytest.approx(0.02)
+    assert (stl["n_seeds"], stl["ours.acc.sd"]) == ("1", "") and float(stl["ours.acc.mean"]) == 0.985
+    # --methods: only those columns, in the order asked
+    only = table_csv(rows, ["ours"]).splitlines()[0]
+    assert only == "dataset,experiments,seeds,n_seeds,ours.acc.mean,ours.acc.sd,ours.nmi.mean,ours.nmi.sd," \
+                   "ours.ari.mean,ours.ari.sd"
+
+
+def test_runs_differing_in_another_param_are_not_pooled():
+    from laic_core.experiments import experiment_records, select_runs, table_markdown
+
+    raw = _show_with_params(
+        ("tau1-s0", "2026-01-02T00:00:00", _params(seed=0, tau=0.01), _acc(0.80)),
+        ("tau1-s1", "2026-01-02T00:00:01", _params(seed=1, tau=0.01), _acc(0.82)),
+        ("tau2-s0", "2026-01-03T00:00:00", _params(seed=0, tau=0.02), _acc(0.90)),
+        ("tau2-s1", "2026-01-03T00:00:01", _params(seed=1, tau=0.02), _acc(0.94)),
+        ("b16-s0", "2026-01-01T00:00:00", _params(seed=0, model="ViT-B-16"), _acc(0.95)),
+    )
+    records = experiment_records(raw)
+    rows = select_runs(records)  # the newest setting per dataset and model
+    assert [(g.label, [r.name for r in g.runs]) for g in rows] == [  # older rows first
+        ("cifar10 (ViT-B-16/openai)", ["b16-s0"]), ("cifar10 (ViT-B-32/openai)", ["tau2-s0", "tau2-s1"])]
+    assert (rows[1].hidden, rows[1].hidden_keys) == (1, ["relation.tau"]) and rows[0].hidden == 0
+    text = table_markdown(rows)
+    assert "92.0 ± 2.8" in text and "not shown: 1 older setting(s) of cifar10 (ViT-B-32/openai), " \
+                                   "differing in relation.tau" in text
+    every = select_runs(records, every_setting=True)
+    assert sorted((g.label, g.n_seeds) for g in every) == [
+        ("cifar10 (ViT-B-16/openai)", 1),
+        ("cifar10 (ViT-B-32/openai) (relation.tau=0.01)", 2), ("cifar10 (ViT-B-32/openai) (relation.tau=0.02)", 2)]
+    tau1 = next(g for g in every if "0.01" in g.label)
+    assert [r.name for r in tau1.runs] == ["tau1-s0", "tau1-s1"]
+
+
+def test_collect_pools_seeds_and_restricts_methods(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stages.table import app
+
+    (tmp_path / "show.json").write_text(json.dumps(SEEDED))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["collect", "--from-json", "show.json", "--methods", "ours,clip_kmeans"])
+    assert result.exit_code == 0, result.output
+    assert "2 row(s), 4 run(s)" in result.output
+    markdown = (tmp_path / "metrics/table.md").read_text()
+    assert "| dataset | seeds | ours ACC | ours NMI | ours ARI | CLIP k-means ACC |" in markdown
+    assert "| cifar10 | 3 | 92.0 ± 2.0 |" in markdown
+    assert "n_seeds" in (tmp_path / "metrics/table.csv").read_text().splitlines()[0]
+    bad = CliRunner().invoke(app, ["collect", "--from-json", "show.json", "--methods", "ours,kmeans"])
+    assert bad.exit_code != 0 and "--methods kmeans: no such method" in str(bad.exception)
+    assert "clip_kmeans" in str(bad.exception)
+
+
+def test_run_with_seeds_runs_every_dataset_once_per_seed(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stages.table import app, experiment_name, parse_seeds
+
+    assert parse_seeds(["0", "1,2", "1-3"]) == [0, 1, 2, 3]
+    with pytest.raises(LaicError, match=r"--seeds 'x'.*integers >= 0"):
+        parse_seeds(["x"])
+    assert experiment_name("table", "stl10", "20260101-000000", 2) == "table-stl10-s2-20260101-000000"
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", "-d", "cifar10", "--seeds", "0", "1", "2", "-d", "stl10", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("$ dvc exp run")]
+    assert len(commands) == 6
+    assert "-n table-cifar10-s0-" in commands[0] and commands[0].endswith("-S seed=0")
+    assert "-n table-stl10-s2-" in commands[5] and commands[5].endswith("-S seed=2")
+    clash = CliRunner().invoke(app, ["run", "-d", "cifar10", "--seeds", "0", "-S", "seed=1", "--dry-run"])
+    assert clash.exit_code != 0 and "seeds come from --seeds" in str(clash.exception)
+    stray = CliRunner().invoke(app, ["run", "-d", "cifar10", "stl10", "--dry-run"])
+    assert stray.exit_code != 0 and "its own -d" in str(stray.exception)
