@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results" / "quality_minivlm64.md")
     parser.add_argument("-S", "--set", dest="extra", action="append", default=[], help="extra KEY=VALUE")
     parser.add_argument("--no-refresh", action="store_true", help="run the workspace's code as it is")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already recorded next to --out")
     args = parser.parse_args()
     if not (SHARED / "models" / "MiniVLM-64.json").is_file():
         sys.exit(f"{SHARED / 'models'} is absent: this benchmark needs the shared stand-in model and images")
@@ -196,19 +197,25 @@ def main() -> None:
     workspace = args.workspace.resolve()
     if not args.no_refresh:
         prepare_workspace(workspace, args.cache_dir)
-    runs = []
+    # The table is rewritten after every run, so a stopped benchmark keeps what it measured and
+    # --resume picks up where it stopped.
+    record = args.out.with_suffix(".json")
+    runs = json.loads(record.read_text()) if args.resume and record.is_file() else []
+    done = {(r["set"], r["seed"]) for r in runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for set_name in args.sets:
         for seed in args.seeds:
+            if (set_name, seed) in done:
+                continue
             run = run_one(workspace, set_name, seed, extra)
             runs.append(run)
             ours = run["scores"].get("ours", {})
             print(f"{set_name} seed {seed}: {run['seconds']:.0f}s, ran {', '.join(run['ran'])}; ours ACC "
                   f"{ours.get('acc')}, clip_kmeans ACC {run['scores'].get('clip_kmeans', {}).get('acc')}",
                   flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table(runs, args.seeds))
-    args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
-    print(f"-> {args.out} and {args.out.with_suffix('.json')}")
+            args.out.write_text(table(runs, args.seeds))
+            record.write_text(json.dumps(runs, indent=1))
+    print(f"-> {args.out} and {record}")
 
 
 if __name__ == "__main__":
