@@ -248,23 +248,16 @@ def clip_kmeans(V_fit, V_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[n
     return _fit_and_assign(V_fit, V_eval, K, seed, n_init)
 
 
-def tac_notrain(V_fit, S_fit, V_eval, S_eval, K: int, *, seed: int,
-                n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def tac_notrain(J_fit, J_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """TAC without training: k-means on the concatenation ``[v_i ; s_i]``.
 
-    V_*: (N_*, d) image embeddings; S_*: (N_*, d) TAC text features
-    (``relation.tac_text_features``). Returns (labels_fit, labels_eval) int64.
+    J_*: (N_*, 2d) rows ``[v_i ; s_i]`` of image embeddings and TAC text
+    features (``relation.tac_joint_features``, which never holds S apart:
+    at ImageNet size each copy is 2.6 GB). Returns (labels_fit, labels_eval) int64.
     """
-    V_fit = check_embeddings(V_fit, "fit image embeddings")
-    dim = V_fit.shape[1]
-    S_fit = check_embeddings(S_fit, "fit TAC text features", dim=dim)
-    V_eval = check_embeddings(V_eval, "eval image embeddings", dim=dim)
-    S_eval = check_embeddings(S_eval, "eval TAC text features", dim=dim)
-    for V, S, split in ((V_fit, S_fit, "fit"), (V_eval, S_eval, "eval")):
-        if V.shape[0] != S.shape[0]:
-            raise LaicError(f"{split} split: {V.shape[0]} image embeddings but {S.shape[0]} text "
-                            "features; compute S from the same images")
-    return _fit_and_assign(np.hstack([V_fit, S_fit]), np.hstack([V_eval, S_eval]), K, seed, n_init)
+    J_fit = finite_rows(J_fit, "J_fit ([V ; S] of the fit split)")
+    J_eval = finite_rows(J_eval, "J_eval ([V ; S] of the eval split)")
+    return _fit_and_assign(J_fit, J_eval, K, seed, n_init)
 
 
 def ours_notrain(C_fit, C_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:

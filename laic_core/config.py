@@ -90,7 +90,7 @@ class RelationParams:
 class NeighborsParams:
     k: int = 10
     min_agreement: float = 1.0
-    method: Literal["exact", "faiss"] = "exact"
+    method: Literal["auto", "exact", "faiss"] = "auto"
     image_k: int = 50  # neighbours in image-feature space, for the TAC and SCAN baselines
 
 

@@ -43,6 +43,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def array_device(device: str = "auto") -> str:
+    """Where the array work of a stage runs (kNN, k-means, training heads): "cuda" when the model
+    runs on CUDA, else "cpu" (those paths are not tuned for Apple MPS)."""
+    return "cuda" if resolve_device(device).type == "cuda" else "cpu"
+
+
 def compute_dtype(device: torch.device | str) -> torch.dtype:
     """The dtype `load_clip` runs a model in on `device`: float16 on CUDA and MPS, else float32."""
     return torch.float16 if torch.device(device).type in ("cuda", "mps") else torch.float32

@@ -44,6 +44,7 @@ def select_nouns(
     gamma: int = 5,
     seed: int = 0,
     tau: float = 1.0,
+    device: str | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TAC noun filter: spherical k-means of the images, then the top nouns per centre.
@@ -52,6 +53,7 @@ def select_nouns(
     T: (M, d) L2-normalised noun embeddings.
     Returns ``select_nouns_from_centers(centers, T, gamma, tau=tau)`` for the
     ``n_groups`` k-means centres of V (deterministic given ``seed``).
+    device: torch device of the k-means (default CPU; the same groups up to float rounding).
     progress: show the k-means iterations on a terminal.
     """
     V = float_matrix(V, "V (image embeddings)")
@@ -60,7 +62,7 @@ def select_nouns(
         raise LaicError(f"n_groups={n_groups} exceeds the {V.shape[0]} images: "
                         "use at most one group per image")
 
-    centers, _ = spherical_kmeans(V, n_groups, seed=seed, progress=progress)
+    centers, _ = spherical_kmeans(V, n_groups, seed=seed, device=device, progress=progress)
     return select_nouns_from_centers(centers, T, gamma, tau=tau)
 
 

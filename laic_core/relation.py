@@ -306,23 +306,42 @@ def _inverse_norms(squares: np.ndarray) -> np.ndarray:
     return inverse.astype(np.float32)
 
 
-def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192) -> np.ndarray:
+def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192, out: np.ndarray | None = None,
+                      device: str | None = None) -> np.ndarray:
     """TAC's per-image text feature ``s_i = normalise(sum_j softmax_j(v_i . t_j / tau) t_j)``.
 
     V: (N, d) unit image embeddings; T: (M, d) unit noun embeddings.
-    Returns (N, d) float32 unit rows. Memory: O(block_size * M) beyond the output.
+    Returns (N, d) float32 unit rows, written into ``out`` when given (an
+    (N, d) float32 view, e.g. the right half of TAC's ``[V ; S]``, so that
+    ImageNet-sized S is never held twice). Memory: O(block_size * M) beyond
+    the output. device: torch device of the products (default CPU).
     """
     V, T = _check_pair(V, T)
     tau = positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
     block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
-    V_t, T_t = torch.from_numpy(V), torch.from_numpy(T)
-    S = np.empty_like(V)
+    if out is None:
+        out = np.empty_like(V)
+    elif out.shape != V.shape or out.dtype != np.float32:
+        raise LaicError(f"out must be a ({V.shape[0]}, {V.shape[1]}) float32 array, got {out.shape} {out.dtype}")
+    device = torch.device(device or "cpu")
+    V_t, T_t = torch.from_numpy(V), torch.from_numpy(T).to(device)
     for start in range(0, V.shape[0], block_size):
         stop = min(start + block_size, V.shape[0])
-        mixed = _softmax_block(V_t[start:stop], T_t, tau) @ T_t
+        mixed = _softmax_block(V_t[start:stop].to(device), T_t, tau) @ T_t
         mixed = torch.nn.functional.normalize(mixed, dim=1)
-        S[start:stop] = mixed.numpy()
-    return S
+        out[start:stop] = mixed.cpu().numpy()
+    return out
+
+
+def tac_joint_features(V, T, *, tau: float = 0.005, device: str | None = None) -> np.ndarray:
+    """(N, 2d) float32 rows ``[v_i ; s_i]``: TAC's no-train representation (`tac_text_features`),
+    with S written straight into the right half so that it is never held twice."""
+    V, T = _check_pair(V, T)
+    d = V.shape[1]
+    joint = np.empty((V.shape[0], 2 * d), dtype=np.float32)
+    joint[:, :d] = V
+    tac_text_features(V, T, tau=tau, out=joint[:, d:], device=device)
+    return joint
 
 
 def choose_topk(n_rows: int, n_cols: int, topk: int, max_dense_entries: int = 50_000_000) -> int:

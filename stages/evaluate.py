@@ -114,10 +114,10 @@ def key_params(params, title: str) -> dict[str, Any]:
 
 
 def _knn_options(params) -> dict[str, dict]:
-    from laic_core.models import resolve_device
+    from laic_core.models import array_device
 
-    device = "cuda" if resolve_device(params.model.device).type == "cuda" else "cpu"
-    return {"clip": {"method": params.neighbors.method, "device": device}, "relation": {}}
+    return {"clip": {"method": params.neighbors.method, "device": array_device(params.model.device)},
+            "relation": {}}
 
 
 def _history_figure(path: Path):
@@ -188,7 +188,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     save_json(layout.SCORES, scores)
     save_json(layout.SCORES_FIT, scores_fit)
     save_json(layout.INTERNAL, internal)
-    save_json(layout.SUMMARY, headline(scores, internal))
+    # nested: `dvc exp show` names the columns headline.ours_acc, ..., which --keep '^headline' selects
+    save_json(layout.SUMMARY, {"headline": headline(scores, internal)})
 
     # ---- neighbour and pseudo-label diagnostics (fit split)
     knn_idx, pseudo = load_npy(layout.KNN), load_npy(layout.PSEUDO).astype(np.int64)

@@ -18,6 +18,7 @@ import typer
 from laic_core.artifacts import load_matrix, load_npy, load_parquet, save_json, save_npy
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.models import array_device
 from laic_core.neighbors import consistency_filter, knn, neighbor_stats
 from laic_core.validation import check_embeddings
 from stages import layout
@@ -38,7 +39,9 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     if p.k >= rows.shape[0]:
         raise LaicError(f"neighbors.k: {p.k} neighbours need more than {p.k} fit images, "
                         f"there are {rows.shape[0]}; lower neighbors.k")
-    knn_idx = knn(rows, p.k, method=p.method, progress=True)
+    # the exact search runs on the model's device: on a GPU it is exact and fast at ImageNet scale
+    device = array_device(params.model.device)
+    knn_idx = knn(rows, p.k, method=p.method, device=device, progress=True)
     reliable = consistency_filter(knn_idx, pseudo, p.min_agreement)
     V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
     image_k = min(p.image_k, V.shape[0] - 1)
@@ -46,7 +49,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         print(f"neighbors: warning: neighbors.image_k {p.image_k} needs more than {p.image_k} fit images; "
               f"there are {V.shape[0]}, so the TAC and SCAN baselines get {image_k} image neighbours",
               file=sys.stderr)
-    image_knn = knn(V, image_k, method=p.method, progress=True)
+    image_knn = knn(V, image_k, method=p.method, device=device, progress=True)
     save_npy(layout.KNN, knn_idx)
     save_npy(layout.PSEUDO, pseudo)
     save_npy(layout.RELIABLE, reliable)

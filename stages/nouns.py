@@ -18,6 +18,7 @@ from laic_core.errors import LaicError
 from laic_core.provenance import check_against_params, read_provenance
 from laic_core.relation import check_embeddings
 from laic_core.temperature import resolve_temperature
+from laic_core.models import array_device
 from laic_core.noun_filter import default_n_groups, select_nouns
 from stages import layout
 from stages.runner import run, stage_app
@@ -48,7 +49,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     else:
         n_groups = default_n_groups(len(V), params.dataset.num_clusters, p.images_per_group)
         index, group, score = select_nouns(V, T, n_groups=n_groups, gamma=p.gamma, seed=params.seed, tau=tau,
-                                            progress=True)
+                                            device=array_device(params.model.device), progress=True)
     if len(index) < MIN_NOUNS:
         raise LaicError(
             f"nouns: only {len(index)} noun(s) selected from {len(T)}; use a larger vocabulary "

@@ -22,9 +22,10 @@ from laic_core.artifacts import load_npy, save_json, save_matrix, save_parquet
 from laic_core.cluster import clip_kmeans, ours_notrain, tac_notrain
 from laic_core.config import load_params
 from laic_core.errors import LaicError
+from laic_core.models import array_device
 from laic_core.provenance import check_against_params
 from laic_core.relation import (
-    check_embeddings, choose_topk, relation_embedding, ridge_penalty, tac_text_features,
+    check_embeddings, choose_topk, relation_embedding, ridge_penalty, tac_joint_features,
 )
 from laic_core.temperature import resolve_temperature
 from stages import layout
@@ -73,14 +74,17 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
              f"softmax, tau {tau:.4g}; {'dense' if topk == 0 else f'top-{topk} sparse'}")
     print(f"relation: C is {len(V['fit'])} x {len(T)} ({shape})")
 
-    seed = params.seed
-    S = {role: tac_text_features(V[role], T, tau=tau) for role in layout.ROLES}
-    n_init = p.kmeans_n_init
-    labels = {
-        "clip_kmeans": clip_kmeans(V["fit"], V["eval"], K, seed=seed, n_init=n_init),
-        "tac_notrain": tac_notrain(V["fit"], S["fit"], V["eval"], S["eval"], K, seed=seed, n_init=n_init),
-        "ours_notrain": ours_notrain(rows["fit"], rows["eval"], K, seed=seed, n_init=n_init),
-    }
+    # One representation at a time, each freed before the next: at ImageNet size (N = 1.28M, d = 512)
+    # every (N, d) copy is 2.6 GB and TAC's [V ; S] twice that.
+    seed, n_init = params.seed, p.kmeans_n_init
+    labels = {"ours_notrain": ours_notrain(rows["fit"], rows["eval"], K, seed=seed, n_init=n_init)}
+    del rows
+    labels["clip_kmeans"] = clip_kmeans(V["fit"], V["eval"], K, seed=seed, n_init=n_init)
+    device = array_device(params.model.device)
+    joint = {role: tac_joint_features(V[role], T, tau=tau, device=device) for role in layout.ROLES}
+    labels["tac_notrain"] = tac_notrain(joint["fit"], joint["eval"], K, seed=seed, n_init=n_init)
+    del joint
+    labels = {method: labels[method] for method in ("clip_kmeans", "tac_notrain", "ours_notrain")}
     for r, role in enumerate(layout.ROLES):
         table = pd.DataFrame({"row": np.arange(len(V[role]), dtype=np.int64)})
         for method, pair in labels.items():

@@ -18,7 +18,7 @@ import typer
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.models import resolve_device
+from laic_core.models import array_device
 from laic_core.provenance import check_against_params
 from laic_core.scan import ScanSettings, predict, train_scan
 from laic_core.validation import check_embeddings
@@ -45,10 +45,10 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     if image_knn.shape[1] < settings.knn:  # a small collection, or neighbors.image_k below SCAN's own
         print(f"scan: note: {image_knn.shape[1]} image neighbours per image (SCAN mines {settings.knn})",
               file=sys.stderr)
-    device = resolve_device(params.model.device)
+    device = array_device(params.model.device)
     print(f"scan: K={K}, {settings.heads} heads, {settings.epochs} epochs of {settings.batch_size}")
     head, best, history = train_scan(V["fit"], image_knn[:, :settings.knn], K, settings=settings, seed=params.seed,
-                                     device=device if device.type == "cuda" else "cpu")
+                                     device=device)
     for role in layout.ROLES:
         labels, confidence = predict(head, V[role])
         save_parquet(layout.assignments("scan", role), pd.DataFrame({

@@ -20,7 +20,7 @@ import typer
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.models import resolve_device
+from laic_core.models import array_device
 from laic_core.neighbors import knn
 from laic_core.provenance import check_against_params
 from laic_core.relation import tac_text_features
@@ -64,13 +64,13 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         print(f"tac: note: {image_knn.shape[1]} image neighbours per image (TAC mines {settings.knn})",
               file=sys.stderr)
     S = {role: tac_text_features(V[role], T, tau=tau) for role in layout.ROLES}
-    device = resolve_device(params.model.device)
+    device = array_device(params.model.device)
     text_knn = knn(S["fit"], min(settings.knn, len(V["fit"]) - 1), method=params.neighbors.method, progress=True,
-                   device="cuda" if device.type == "cuda" else None)
+                   device=device)
     print(f"tac: K={K}, {settings.epochs} epochs of {settings.batch_size}, temperature {settings.temperature}, "
           f"retrieval tau {tau:.4g}")
     head, history = train_tac(V["fit"], S["fit"], image_knn[:, :settings.knn], text_knn, K, settings=settings,
-                              seed=params.seed, device=device if device.type == "cuda" else "cpu")
+                              seed=params.seed, device=device)
     for role in layout.ROLES:
         labels, confidence = predict(head, V[role])
         save_parquet(layout.assignments("tac", role), pd.DataFrame({

@@ -17,7 +17,7 @@ from laic_core.cluster import (
     zeroshot_assign,
 )
 from laic_core.errors import LaicError
-from laic_core.relation import relation_matrix, tac_text_features
+from laic_core.relation import relation_matrix, tac_joint_features, tac_text_features
 from tests.conftest import normalized as unit
 
 
@@ -167,8 +167,9 @@ def test_tac_and_ours_notrain_recover_blobs():
     V_fit, y_fit, V_eval, y_eval, directions = _split(rng)
     # nouns: a few around each class direction
     T = unit(np.repeat(directions, 3, axis=0) + 0.3 * rng.normal(size=(9, 16)))
-    S_fit, S_eval = tac_text_features(V_fit, T), tac_text_features(V_eval, T)
-    fit_labels, eval_labels = tac_notrain(V_fit, S_fit, V_eval, S_eval, 3, seed=0)
+    J_fit, J_eval = tac_joint_features(V_fit, T), tac_joint_features(V_eval, T)
+    np.testing.assert_allclose(J_fit, np.hstack([V_fit, tac_text_features(V_fit, T)]), atol=1e-6)
+    fit_labels, eval_labels = tac_notrain(J_fit, J_eval, 3, seed=0)
     assert adjusted_rand_score(y_fit, fit_labels) == 1.0
     assert adjusted_rand_score(y_eval, eval_labels) == 1.0
 
@@ -187,7 +188,7 @@ def test_baselines_validate_their_inputs():
     V_fit, _, V_eval, _, _ = _split(np.random.default_rng(9))
     with pytest.raises(LaicError, match="K=81 is larger than the number of images N=80"):
         clip_kmeans(V_fit, V_eval, 81, seed=0)
-    with pytest.raises(LaicError, match="40 image embeddings but 39 text features"):
-        tac_notrain(V_fit, V_fit, V_eval, V_eval[:39], 3, seed=0)
+    with pytest.raises(LaicError, match="columns"):
+        tac_notrain(np.hstack([V_fit, V_fit]), V_eval, 3, seed=0)
     with pytest.raises(LaicError, match="columns"):
         ours_notrain(np.abs(V_fit), np.abs(V_eval[:, :8]), 3, seed=0)

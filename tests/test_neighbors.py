@@ -9,7 +9,9 @@ import pytest
 import scipy.sparse as sp
 
 from laic_core.errors import LaicError
+from laic_core import neighbors
 from laic_core.neighbors import (
+    choose_knn_method,
     consistency_filter,
     knn,
     neighbor_agreement,
@@ -17,7 +19,7 @@ from laic_core.neighbors import (
     neighbor_stats,
     training_pairs,
 )
-from laic_core.relation import normalize_rows, relation_matrix
+from laic_core.relation import normalize_rows, relation_embedding, relation_matrix
 from tests.conftest import unit_rows
 
 
@@ -117,6 +119,54 @@ def test_knn_faiss_missing_says_how_to_install(monkeypatch):
 def test_knn_faiss_matches_exact(X):
     pytest.importorskip("faiss")
     np.testing.assert_array_equal(knn(X, 6, method="faiss", block_size=10), brute_force_knn(X, 6))
+
+
+def test_auto_is_exact_where_exact_is_affordable(monkeypatch):
+    assert choose_knn_method(neighbors.APPROXIMATE_ABOVE) == "exact"
+    big = neighbors.APPROXIMATE_ABOVE + 1
+    assert choose_knn_method(big, sparse=True) == "exact"  # faiss takes dense rows only
+    assert choose_knn_method(big, device="cuda") == "exact"  # a GPU affords the exact search
+    if choose_knn_method(big) != "faiss":
+        pytest.skip("faiss is not installed")
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.warns(RuntimeWarning, match="pip install faiss-cpu"):
+        assert choose_knn_method(big) == "exact"
+
+
+def clustered_rows(rng, n: int, d: int, clusters: int) -> np.ndarray:
+    centres = unit_rows(rng, clusters, d)
+    rows = centres[rng.integers(clusters, size=n)] + 0.35 * rng.normal(size=(n, d)) / np.sqrt(d)
+    return normalize_rows(rows.astype(np.float32))
+
+
+def test_auto_beyond_the_threshold_is_an_ivf_index_of_high_recall(monkeypatch):
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(neighbors, "APPROXIMATE_ABOVE", 1000)
+    X = clustered_rows(np.random.default_rng(4), 6000, 24, 40)
+    found = knn(X, 10, method="auto")
+    exact = knn(X, 10, method="exact")
+    assert found.shape == (6000, 10) and not (found == np.arange(6000)[:, None]).any()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
+    assert 0.95 <= recall < 1.0  # approximate (so the IVF path ran), and as good as the benchmark's
+    np.testing.assert_array_equal(knn(X, 10, method="auto"), found)  # seeded: the same index twice
+
+
+@pytest.mark.parametrize("n_nouns", [12, 300])
+def test_ridge_rows_have_the_neighbours_of_the_explicit_C(n_nouns):
+    """kNN in the d-space of V L equals kNN of the normalised rows of C = V P (N x M'), ties aside."""
+    rng = np.random.default_rng(5)
+    V, T = clustered_rows(rng, 400, 16, 8), unit_rows(rng, n_nouns, 16)
+    Z = relation_embedding(V, T, kind="ridge", ridge_lambda=0.5)
+    C = normalize_rows(relation_matrix(V, T, kind="ridge", ridge_lambda=0.5))
+    assert Z.shape == (400, 16) and C.shape == (400, n_nouns)
+    from_Z, from_C = knn(Z, 10), knn(C, 10)
+    # a row may differ only where C's own similarities tie within float rounding at the k-th place
+    S = C.astype(np.float64) @ C.T.astype(np.float64)
+    np.fill_diagonal(S, -np.inf)
+    ranked = -np.sort(-S, axis=1)
+    decided = ranked[:, 9] - ranked[:, 10] > 1e-5
+    assert decided.mean() > 0.9
+    np.testing.assert_array_equal(np.sort(from_Z[decided], axis=1), np.sort(from_C[decided], axis=1))
 
 
 # ------------------------------------------------------------------ filtering

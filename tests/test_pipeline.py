@@ -143,6 +143,14 @@ def test_exp_run_reruns_only_downstream_of_the_changed_param(repo):
     assert changed, "dvc metrics diff shows no change after relation.ridge_lambda changed"
     assert any(c.startswith(("metrics/diagnostics.json", "metrics/neighbors.json", "metrics/scores.json",
                              "metrics/centers.json")) for c in changed), changed
+    # the README's curated view: the headline columns, the dataset and the seed, nothing else
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    keep = re.search(r"dvc exp show --drop '\.\*' --keep '([^']+)'", readme).group(1)
+    shown = sh(repo, "dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", keep).stdout.splitlines()
+    columns = shown[0].split(",")
+    assert {"headline.ours_acc", "headline.clip_kmeans_acc", "headline.ours_minus_clip_kmeans_acc",
+            "dataset.name", "seed"} <= set(columns) and len(columns) <= 12, columns
+    assert len(shown) >= 3  # the workspace, the baseline commit and the experiment
 
 
 def content(path: Path) -> bytes:
