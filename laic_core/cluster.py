@@ -50,7 +50,8 @@ def kmeans_fit(
     X: (N, D) dense array or sparse matrix (CSR). Uses KMeans for
     N <= ``minibatch_above`` and MiniBatchKMeans (batches of 4096) beyond,
     where full Lloyd passes over N x D would dominate the pipeline.
-    Returns (centers (K, D) float32 dense, labels (N,) int64).
+    Returns (centers (K, D) float32 dense, labels (N,) int64: the nearest
+    centre of every row, `kmeans_predict(X, centers)`).
     """
     X = finite_rows(X, "X")
     n_clusters = check_n_clusters(n_clusters, X.shape[0])
@@ -58,12 +59,13 @@ def kmeans_fit(
     for value, name in ((n_init, "n_init"), (max_iter, "max_iter"), (minibatch_above, "minibatch_above")):
         positive_int(value, name)
     if X.shape[0] > minibatch_above:
+        # no labels from the fit itself: the one pass below gives them (at N = 1.28M a pass is a minute)
         model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init,
-                                max_iter=max_iter, batch_size=_MINIBATCH_SIZE)
+                                max_iter=max_iter, batch_size=_MINIBATCH_SIZE, compute_labels=False)
     else:
         model = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, max_iter=max_iter)
-    labels = model.fit_predict(X)
-    return np.asarray(model.cluster_centers_, dtype=np.float32), labels.astype(np.int64)
+    centers = np.asarray(model.fit(X).cluster_centers_, dtype=np.float32)
+    return centers, kmeans_predict(X, centers)
 
 
 def kmeans_predict(X, centers) -> np.ndarray:
@@ -231,11 +233,11 @@ def zeroshot_assign(V, class_text) -> np.ndarray:
 
 
 def _fit_and_assign(X_fit, X_eval, n_clusters: int, seed: int, n_init: int) -> tuple[np.ndarray, np.ndarray]:
-    centers, _ = kmeans_fit(X_fit, n_clusters, seed=seed, n_init=n_init)
     if X_eval.shape[1] != X_fit.shape[1]:
         raise LaicError(f"the eval split has {X_eval.shape[1]} columns but the fit split has "
                         f"{X_fit.shape[1]}: both must be computed with the same model and nouns")
-    return kmeans_predict(X_fit, centers), kmeans_predict(X_eval, centers)
+    centers, fit_labels = kmeans_fit(X_fit, n_clusters, seed=seed, n_init=n_init)
+    return fit_labels, kmeans_predict(X_eval, centers)
 
 
 def clip_kmeans(V_fit, V_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:

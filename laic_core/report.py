@@ -289,8 +289,13 @@ def render_report(
     parts = [f"# {title}"]
     if params:
         parts.append("## Settings\n\n" + params_table(params))
-    n_eval = diagnostics.get("n_eval")
-    heading = "## Scores (eval split" + (f", {n_eval} images" if n_eval is not None else "") + ")"
+    n_eval, n_scored = diagnostics.get("n_eval"), diagnostics.get("n_eval_labelled")
+    if n_eval is None:
+        heading = "## Scores (eval split)"
+    elif labelled and n_scored is not None and n_scored != n_eval:  # images without a class are not scored
+        heading = f"## Scores (eval split, {n_scored} labelled of {n_eval} images)"
+    else:
+        heading = f"## Scores (eval split, {n_eval} images)"
     if labelled:
         note = "ACC (Hungarian matching), NMI and ARI in percent."
     else:

@@ -93,6 +93,15 @@ def test_render_report_contains_every_section():
     assert "![confusion](plots/confusion.png)" in text
     assert "| dataset | cifar10 |" in text
     assert "No ground-truth labels" not in text
+    assert "## Scores (eval split, 30 images)" in text
+
+
+def test_scores_heading_counts_the_images_scored():
+    """Images without a class (a stray top-level image) are clustered but not scored: the heading says so."""
+    diagnostics = {"labelled": True, "n_eval": 13, "n_eval_labelled": 12}
+    assert "## Scores (eval split, 12 labelled of 13 images)" in render_report(SCORES, diagnostics)
+    diagnostics["n_eval_labelled"] = 13
+    assert "## Scores (eval split, 13 images)" in render_report(SCORES, diagnostics)
 
 
 def test_render_report_without_labels_or_optional_parts():
