@@ -69,6 +69,9 @@ def name_clusters(
     Returns K dicts: {cluster, size, empty, name, nearest_nouns: [{noun, cosine}],
     member_nouns: [{noun, weight}]}; `name` is the nearest vocabulary noun, or
     "" for an empty cluster (it describes no image, so it is not named).
+    Two clusters never share a name: when nearest nouns collide, the names are
+    the one-to-one matching of clusters to their `top` nearest nouns of largest
+    total cosine (Hungarian), which is the nearest noun wherever those differ.
     """
     W = torch.from_numpy(np.array(centers, dtype=np.float32))
     T = torch.from_numpy(np.array(vocab_text, dtype=np.float32))  # a copy: memmaps are read-only
@@ -84,12 +87,15 @@ def name_clusters(
     top_vocab = min(top, T.shape[0])
     top_sel = min(top, len(selected_nouns))
     nearest: list[list[dict]] = []
+    nearest_index = np.zeros((n_clusters, top_vocab), dtype=np.int64)
     with torch.no_grad():
         for start in range(0, n_clusters, block_size):
             cos, idx = (W[start:start + block_size] @ T.T).topk(top_vocab, dim=1)
+            nearest_index[start:start + len(idx)] = idx.numpy()
             for row_cos, row_idx in zip(cos.tolist(), idx.tolist()):
                 nearest.append([{"noun": str(vocab_nouns[j]), "cosine": round(c, 6)}
                                 for c, j in zip(row_cos, row_idx)])
+    names = _distinct_names(W, T, nearest_index, sizes > 0, vocab_nouns)
     out = []
     for k in range(n_clusters):
         empty = bool(sizes[k] == 0)
@@ -98,9 +104,31 @@ def name_clusters(
             "cluster": k,
             "size": int(sizes[k]),
             "empty": empty,
-            "name": "" if empty else nearest[k][0]["noun"] if nearest[k] else "",
+            "name": names[k],
             "nearest_nouns": nearest[k],
             "member_nouns": [{"noun": str(selected_nouns[j]), "weight": round(float(means[k, j]), 6)}
                              for j in order],
         })
     return out
+
+
+def _distinct_names(W: torch.Tensor, T: torch.Tensor, nearest_index: np.ndarray, named: np.ndarray,
+                    vocab_nouns: Sequence[str]) -> list[str]:
+    """Per cluster: its nearest noun, or, where those collide, its noun in the one-to-one matching
+    of the named clusters to the union of their nearest nouns of largest total cosine; "" if unnamed."""
+    names = [""] * len(named)
+    rows = np.flatnonzero(named)
+    if rows.size == 0 or nearest_index.shape[1] == 0:
+        return names
+    best = nearest_index[rows, 0]
+    if np.unique(best).size < rows.size:  # a collision: match over every named cluster's candidates
+        columns = np.unique(nearest_index[rows])
+        with torch.no_grad():
+            cos = (W[torch.from_numpy(rows)] @ T[torch.from_numpy(columns)].T).double().numpy()
+        if columns.size >= rows.size:
+            matched_rows, matched_cols = linear_sum_assignment(cos, maximize=True)
+            best = np.empty(rows.size, np.int64)
+            best[matched_rows] = columns[matched_cols]
+    for row, noun in zip(rows, best):
+        names[row] = str(vocab_nouns[noun])
+    return names

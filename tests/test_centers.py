@@ -323,6 +323,22 @@ def test_name_clusters_small_case_and_empty_cluster_unnamed():
         name_clusters(centers, vocab_text, vocab_nouns, member_scores[:2], NOUNS, [3, 4])
 
 
+def test_clusters_sharing_a_nearest_noun_get_distinct_names():
+    vocab_nouns = ["cat", "dog", "car", "ship", "tree"]
+    vocab_text = np.eye(5, 4, dtype=np.float32)
+    vocab_text[4] = [0.6, 0.8, 0, 0]
+    # clusters 0 and 1 are both nearest to "dog"; 1 is nearer to its runner-up "tree" than 0 to "tree"
+    centers = np.array([[0.1, 0.995, 0, 0], [0.3, 0.954, 0, 0], [0, 0, 1, 0]], np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    scores = np.zeros((3, 4))
+    names = name_clusters(centers, vocab_text, vocab_nouns, scores, NOUNS, [3, 4, 5], top=3)
+    assert [n["nearest_nouns"][0]["noun"] for n in names] == ["dog", "dog", "car"]
+    assert [n["name"] for n in names] == ["dog", "tree", "car"]
+    # an empty cluster takes no name from the others
+    names = name_clusters(centers, vocab_text, vocab_nouns, scores, NOUNS, [3, 0, 5], top=3)
+    assert [n["name"] for n in names] == ["dog", "", "car"]
+
+
 # ------------------------------------------------------------------- stages
 
 
