@@ -37,9 +37,15 @@ KNN_METHODS = ("auto", "exact", "faiss")
 _DEFAULT_MAX_BLOCK_ENTRIES = 1 << 25  # similarity entries per dense block/tile (128 MB of float32)
 _SPARSE_MAX_BLOCK_ENTRIES = 1 << 22  # rows x N per sparse block (its product holds a fraction of that)
 APPROXIMATE_ABOVE = 200_000  # rows above which "auto" on a CPU (and "faiss") search an IVF index
-_IVF_LISTS_PER_SQRT_N = 4  # faiss's guideline: 4 sqrt(N) to 16 sqrt(N) inverted lists
-_IVF_NPROBE = 64  # lists visited per query: recall@10 >= 0.95 at N = 1.28M (benchmarks/imagenet_scale.py)
-_IVF_TRAIN_PER_LIST = 64  # training rows per list (faiss warns below 39)
+# The approximate index, chosen on ImageNet-sized synthetic CLIP features (benchmarks/imagenet_scale.py):
+# 4 sqrt(N) inverted lists (faiss's guideline: 4 to 16 sqrt(N)) over a flat, deterministic coarse
+# quantiser; in each list 4-bit fast-scan product codes of 2 dimensions per byte rank the candidates and
+# the k_factor * k best are re-ranked with the exact vectors. A flat IVF is as accurate and ~3x slower
+# on 2 cores, where scanning 2 KB per vector is memory bound.
+_IVF_LISTS_PER_SQRT_N = 4
+_IVF_NPROBE = 16  # lists visited per query
+_IVF_REFINE = 20  # candidates re-ranked exactly, per neighbour asked for
+_IVF_TRAIN_PER_LIST = 40  # training rows per list (faiss warns below 39)
 
 
 # ------------------------------------------------------------------ top-k under a total order
@@ -291,18 +297,24 @@ def _knn_faiss(X: np.ndarray, k: int, block_size: int, device: str | None = None
     faiss.omp_set_num_threads(torch.get_num_threads())
     if n_rows > APPROXIMATE_ABOVE:
         n_lists = int(_IVF_LISTS_PER_SQRT_N * np.sqrt(n_rows))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_INNER_PRODUCT)
-        # a seeded sample trains the coarse quantiser: the same rows give the same index
+        codes = f"PQ{dim // 2}x4fs,RFlat" if dim % 2 == 0 else "SQ8"  # product codes need an even d
+        index = faiss.index_factory(dim, f"IVF{n_lists},{codes}", faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed, ivf.cp.niter = 0, 10
+        # a seeded sample trains the quantisers: the same rows give the same index
         sample = np.random.default_rng(0).choice(n_rows, size=min(n_rows, _IVF_TRAIN_PER_LIST * n_lists),
                                                  replace=False)
-        index.cp.seed = 0
         index.train(X[np.sort(sample)])
-        index.nprobe = min(_IVF_NPROBE, n_lists)
+        ivf.nprobe = min(_IVF_NPROBE, n_lists)
+        if codes.endswith("RFlat"):
+            faiss.downcast_index(index).k_factor = _IVF_REFINE
     else:
         index = faiss.IndexFlatIP(dim)
     if torch.device(device or "cpu").type == "cuda" and getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
-        index = faiss.index_cpu_to_all_gpus(index)
+        try:
+            index = faiss.index_cpu_to_all_gpus(index)
+        except RuntimeError:  # faiss-gpu has no fast-scan codes: that index stays on the CPU
+            pass
     index.add(X)
     n_search = min(k + 1, n_rows)
     out = np.empty((n_rows, k), dtype=np.int64)
