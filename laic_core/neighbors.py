@@ -40,11 +40,11 @@ APPROXIMATE_ABOVE = 200_000  # rows above which "auto" on a CPU (and "faiss") se
 # The approximate index, chosen on ImageNet-sized synthetic CLIP features (benchmarks/imagenet_scale.py):
 # 4 sqrt(N) inverted lists (faiss's guideline: 4 to 16 sqrt(N)) over a flat, deterministic coarse
 # quantiser; in each list 4-bit fast-scan product codes of 2 dimensions per byte rank the candidates and
-# the k_factor * k best are re-ranked with the exact vectors. A flat IVF is as accurate and ~3x slower
+# the best 200 are re-ranked with the exact vectors. A flat IVF is as accurate and ~3x slower
 # on 2 cores, where scanning 2 KB per vector is memory bound.
 _IVF_LISTS_PER_SQRT_N = 4
 _IVF_NPROBE = 16  # lists visited per query
-_IVF_REFINE = 20  # candidates re-ranked exactly, per neighbour asked for
+_IVF_RERANK = 200  # candidates re-ranked with the exact vectors per query (k_factor = this / k, >= 2)
 _IVF_TRAIN_PER_LIST = 40  # training rows per list (faiss warns below 39)
 
 
@@ -167,9 +167,10 @@ def knn(
       rows use blocks of at most 4M rows x N, of which only the stored
       entries of the product are held).
     method: "exact" (blockwise, never N x N in memory), "faiss" (dense X only;
-      IndexFlatIP, exact, up to APPROXIMATE_ABOVE rows and IndexIVFFlat,
-      approximate, beyond; ties are not ordered by index there; on a GPU when
-      `device` is CUDA and faiss was built with GPU support) or "auto": exact
+      IndexFlatIP, exact, up to APPROXIMATE_ABOVE rows, and beyond an IVF index
+      of product codes re-ranked exactly, approximate and seeded; ties are not
+      ordered by index there; the flat index runs on a GPU when `device` is
+      CUDA and faiss was built with GPU support) or "auto": exact
       on a CUDA device, for sparse X and up to APPROXIMATE_ABOVE rows, faiss
       beyond (exact, with a warning, when faiss is not installed).
     device: torch device for the dense exact path (default CPU).
@@ -306,8 +307,8 @@ def _knn_faiss(X: np.ndarray, k: int, block_size: int, device: str | None = None
                                                  replace=False)
         index.train(X[np.sort(sample)])
         ivf.nprobe = min(_IVF_NPROBE, n_lists)
-        if codes.endswith("RFlat"):
-            faiss.downcast_index(index).k_factor = _IVF_REFINE
+        if codes.endswith("RFlat"):  # re-ranking reads 2 KB per candidate: a fixed number, not per neighbour
+            faiss.downcast_index(index).k_factor = max(2.0, _IVF_RERANK / min(k + 1, n_rows))
     else:
         index = faiss.IndexFlatIP(dim)
     if torch.device(device or "cpu").type == "cuda" and getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
