@@ -338,6 +338,23 @@ def _knn_faiss(X: np.ndarray, k: int, block_size: int, device: str | None = None
     return out
 
 
+def baseline_neighbors(image_knn, n_fit: int, k: int, source: str, method: str) -> tuple[np.ndarray, str | None]:
+    """The first `k` image-space neighbours per fit image for a baseline that mines `k` (TAC, SCAN: 50).
+
+    image_knn: (n_fit, k_mined) int neighbours (``source`` names its file).
+    Returns ((n_fit, min(k, k_mined)) int64, a note when fewer than `k` were
+    mined: a small collection, or neighbors.image_k below the method's own).
+    """
+    image_knn = np.asarray(image_knn)
+    if image_knn.ndim != 2 or image_knn.shape[0] != n_fit:
+        raise LaicError(f"{source} has {image_knn.shape[0] if image_knn.ndim else 0} rows for {n_fit} fit "
+                        "images; rerun `dvc repro neighbors`")
+    note = None
+    if image_knn.shape[1] < k:
+        note = f"{image_knn.shape[1]} image neighbours per image ({method} mines {k})"
+    return image_knn[:, :k].astype(np.int64, copy=False), note
+
+
 # ------------------------------------------------------------------ consistency filtering
 
 

@@ -17,8 +17,8 @@ import typer
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.config import load_params
-from laic_core.errors import LaicError
 from laic_core.models import array_device
+from laic_core.neighbors import baseline_neighbors
 from laic_core.provenance import check_against_params
 from laic_core.scan import ScanSettings, predict, train_scan
 from laic_core.validation import check_embeddings
@@ -38,16 +38,13 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role))) for role in layout.ROLES}
     settings = ScanSettings(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, heads=p.heads,
                             entropy_weight=p.entropy_weight)
-    image_knn = load_npy(layout.IMAGE_KNN)
-    if image_knn.shape[0] != len(V["fit"]):
-        raise LaicError(f"{layout.IMAGE_KNN} has {image_knn.shape[0]} rows for {len(V['fit'])} fit images; "
-                        "rerun `dvc repro neighbors`")
-    if image_knn.shape[1] < settings.knn:  # a small collection, or neighbors.image_k below SCAN's own
-        print(f"scan: note: {image_knn.shape[1]} image neighbours per image (SCAN mines {settings.knn})",
-              file=sys.stderr)
+    image_knn, note = baseline_neighbors(load_npy(layout.IMAGE_KNN), len(V["fit"]), settings.knn,
+                                         str(layout.IMAGE_KNN), "SCAN")
+    if note:
+        print(f"scan: note: {note}", file=sys.stderr)
     device = array_device(params.model.device)
     print(f"scan: K={K}, {settings.heads} heads, {settings.epochs} epochs of {settings.batch_size}")
-    head, best, history = train_scan(V["fit"], image_knn[:, :settings.knn], K, settings=settings, seed=params.seed,
+    head, best, history = train_scan(V["fit"], image_knn, K, settings=settings, seed=params.seed,
                                      device=device)
     for role in layout.ROLES:
         labels, confidence = predict(head, V[role])

@@ -19,9 +19,8 @@ import typer
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.config import load_params
-from laic_core.errors import LaicError
 from laic_core.models import array_device
-from laic_core.neighbors import knn
+from laic_core.neighbors import baseline_neighbors, knn
 from laic_core.provenance import check_against_params
 from laic_core.relation import tac_text_features
 from laic_core.tac import TacSettings, predict, train_tac
@@ -56,20 +55,17 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
          for role in layout.ROLES}
     settings = settings_from(params)
-    image_knn = load_npy(layout.IMAGE_KNN)
-    if image_knn.shape[0] != len(V["fit"]):
-        raise LaicError(f"{layout.IMAGE_KNN} has {image_knn.shape[0]} rows for {len(V['fit'])} fit images; "
-                        "rerun `dvc repro neighbors`")
-    if image_knn.shape[1] < settings.knn:  # a small collection, or neighbors.image_k below TAC's own
-        print(f"tac: note: {image_knn.shape[1]} image neighbours per image (TAC mines {settings.knn})",
-              file=sys.stderr)
+    image_knn, note = baseline_neighbors(load_npy(layout.IMAGE_KNN), len(V["fit"]), settings.knn,
+                                         str(layout.IMAGE_KNN), "TAC")
+    if note:
+        print(f"tac: note: {note}", file=sys.stderr)
     S = {role: tac_text_features(V[role], T, tau=tau) for role in layout.ROLES}
     device = array_device(params.model.device)
     text_knn = knn(S["fit"], min(settings.knn, len(V["fit"]) - 1), method=params.neighbors.method, progress=True,
                    device=device)
     print(f"tac: K={K}, {settings.epochs} epochs of {settings.batch_size}, temperature {settings.temperature}, "
           f"retrieval tau {tau:.4g}")
-    head, history = train_tac(V["fit"], S["fit"], image_knn[:, :settings.knn], text_knn, K, settings=settings,
+    head, history = train_tac(V["fit"], S["fit"], image_knn, text_knn, K, settings=settings,
                               seed=params.seed, device=device)
     for role in layout.ROLES:
         labels, confidence = predict(head, V[role])

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from laic_core.errors import LaicError
 from laic_core import neighbors
 from laic_core.neighbors import (
+    baseline_neighbors,
     choose_knn_method,
     consistency_filter,
     knn,
@@ -167,6 +168,17 @@ def test_ridge_rows_have_the_neighbours_of_the_explicit_C(n_nouns):
     decided = ranked[:, 9] - ranked[:, 10] > 1e-5
     assert decided.mean() > 0.9
     np.testing.assert_array_equal(np.sort(from_Z[decided], axis=1), np.sort(from_C[decided], axis=1))
+
+
+def test_baseline_neighbors_take_their_k_and_say_when_fewer_were_mined():
+    mined = np.arange(60).reshape(5, 12) % 5
+    taken, note = baseline_neighbors(mined, 5, 10, "knn_image.npy", "TAC")
+    np.testing.assert_array_equal(taken, mined[:, :10])
+    assert note is None and taken.dtype == np.int64
+    taken, note = baseline_neighbors(mined, 5, 50, "knn_image.npy", "SCAN")
+    assert taken.shape == (5, 12) and note == "12 image neighbours per image (SCAN mines 50)"
+    with pytest.raises(LaicError, match="knn_image.npy has 5 rows for 6 fit images; rerun `dvc repro neighbors`"):
+        baseline_neighbors(mined, 6, 10, "knn_image.npy", "TAC")
 
 
 # ------------------------------------------------------------------ filtering
