@@ -368,8 +368,8 @@ def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
     calls = []
     centers = np.eye(8, dtype=np.float32)[:2]
 
-    def fake_spherical_kmeans(X, n_clusters, *, seed, n_iter=50, progress=False):
-        calls.append((X.shape, n_clusters, seed))
+    def fake_spherical_kmeans(X, n_clusters, *, seed, n_iter=50, device=None, progress=False):
+        calls.append((X.shape, n_clusters, seed, device))
         return centers, np.zeros(X.shape[0], dtype=np.int64)
 
     monkeypatch.setattr(noun_filter, "spherical_kmeans", fake_spherical_kmeans)
@@ -377,9 +377,9 @@ def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
     T = _unit([_noun_near(0, 0.9, spare_axis=4), _noun_near(1, 0.8, spare_axis=4),
                _noun_near(0, 0.7, spare_axis=4)])
 
-    result = select_nouns(V, T, n_groups=2, gamma=1, seed=7, tau=0.5)
+    result = select_nouns(V, T, n_groups=2, gamma=1, seed=7, tau=0.5, device="cuda")
 
-    assert calls == [((10, 8), 2, 7)]
+    assert calls == [((10, 8), 2, 7, "cuda")]  # the stage's device reaches the k-means
     expected = select_nouns_from_centers(centers, T, 1, tau=0.5)
     for a, b in zip(result, expected):
         np.testing.assert_array_equal(a, b)
