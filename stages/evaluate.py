@@ -133,7 +133,10 @@ def _history_figure(path: Path):
               if c != x and pd.api.types.is_numeric_dtype(history[c]) and history[c].abs().max() > 0}
     if not series:
         return figures.message_figure("the training history has no numeric columns", "Training")
-    return figures.training_figure(steps, series, x_label=x or "logged step")
+    # the consistency target is the neighbours' current prediction: it moves with the centers
+    return figures.training_figure(steps, series, x_label=x or "logged step",
+                                   title="Training of the semantic centers\n(the targets move with the centers, "
+                                         "so the loss need not fall while the clusters improve)")
 
 
 def _gallery_pages(params, sources, pred, confidence, names, labels, class_names) -> list[Path]:
