@@ -118,6 +118,12 @@ def check_embeddings(X, name: str, *, dim: int | None = None, atol: float = 1e-3
     return X
 
 
+def load_embeddings(path, *, dim: int | None = None, mmap: bool = False) -> np.ndarray:
+    """`check_embeddings` of the (n, d) rows stored at `path` (.npy), its errors naming the file."""
+    from laic_core.artifacts import load_npy
+
+    return check_embeddings(load_npy(path, mmap=mmap), str(path), dim=dim)
+
 def float_matrix(array, name: str) -> np.ndarray:
     """A non-empty 2-D float array, as it is (a view of ndarrays and memmaps, never a copy)."""
     array = np.asarray(array)

@@ -34,7 +34,7 @@ from laic_core.prompts import PromptLearner
 from laic_core.provenance import check_against_params
 from laic_core.relation import cluster_mean_relations
 from laic_core.temperature import resolve_temperature
-from laic_core.validation import check_embeddings
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -42,9 +42,9 @@ app = stage_app()
 
 def load_inputs(n_clusters: int) -> dict:
     """Every upstream artifact, validated against each other."""
-    V_fit = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
+    V_fit = load_embeddings(layout.features("fit"))
     d = V_fit.shape[1]
-    V_eval = check_embeddings(load_npy(layout.features("eval")), str(layout.features("eval")), dim=d)
+    V_eval = load_embeddings(layout.features("eval"), dim=d)
     n_fit = V_fit.shape[0]
     if n_clusters > n_fit:
         raise LaicError(f"dataset.num_clusters: {n_clusters} clusters but only {n_fit} fit images; "
@@ -54,7 +54,7 @@ def load_inputs(n_clusters: int) -> dict:
     if "noun" not in selected.columns:
         raise LaicError(f"{layout.SELECTED_NOUNS}: no 'noun' column; rerun `dvc repro nouns`")
     selected_nouns = [str(n) for n in selected["noun"]]
-    noun_text = check_embeddings(load_npy(layout.SELECTED_TEXT), str(layout.SELECTED_TEXT), dim=d)
+    noun_text = load_embeddings(layout.SELECTED_TEXT, dim=d)
     if noun_text.shape[0] != len(selected_nouns):
         raise LaicError(f"{layout.SELECTED_TEXT} has {noun_text.shape[0]} rows but "
                         f"selected.parquet lists {len(selected_nouns)} nouns; rerun `dvc repro nouns`")
@@ -85,7 +85,7 @@ def load_inputs(n_clusters: int) -> dict:
         )
 
     vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB_NOUNS)["noun"]]
-    vocab_text = check_embeddings(load_npy(layout.VOCAB_TEXT, mmap=True), str(layout.VOCAB_TEXT), dim=d)
+    vocab_text = load_embeddings(layout.VOCAB_TEXT, dim=d, mmap=True)
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")

@@ -36,6 +36,7 @@ from laic_core.figures import save_figure
 from laic_core.provenance import check_against_params
 from laic_core.relation import check_embeddings
 from laic_core.temperature import resolve_temperature
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -115,7 +116,7 @@ def main(
     V = check_embeddings(V, str(layout.features("fit")))
     T = None
     if representation == "relation":
-        T = check_embeddings(load_npy(layout.VOCAB / "text.npy"), str(layout.VOCAB / "text.npy"), dim=V.shape[1])
+        T = load_embeddings(layout.VOCAB_TEXT, dim=V.shape[1])
         n, r = params.nouns, params.relation
         logit_scale = provenance.get("logit_scale")
         settings = RepresentationSettings(

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import typer
 
-from laic_core.artifacts import load_matrix, load_npy, load_parquet, save_json, save_npy
+from laic_core.artifacts import load_matrix, load_parquet, save_json, save_npy
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.models import array_device
 from laic_core.neighbors import consistency_filter, knn, neighbor_stats
-from laic_core.validation import check_embeddings
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -43,7 +43,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     device = array_device(params.model.device)
     knn_idx = knn(rows, p.k, method=p.method, device=device, progress=True)
     reliable = consistency_filter(knn_idx, pseudo, p.min_agreement)
-    V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
+    V = load_embeddings(layout.features("fit"))
     image_k = min(p.image_k, V.shape[0] - 1)
     if image_k < p.image_k:  # the baselines' published k exceeds a small collection: say so, go on
         print(f"neighbors: warning: neighbors.image_k {p.image_k} needs more than {p.image_k} fit images; "

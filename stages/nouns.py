@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import typer
 
-from laic_core.artifacts import load_npy, load_parquet, save_npy, save_parquet
+from laic_core.artifacts import load_parquet, save_npy, save_parquet
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.provenance import check_against_params, read_provenance
-from laic_core.relation import check_embeddings
 from laic_core.temperature import resolve_temperature
 from laic_core.models import array_device
 from laic_core.noun_filter import default_n_groups, select_nouns
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -35,8 +35,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     provenance = check_against_params([layout.features_meta("fit"), layout.VOCAB_NOUNS],
                                       params.model, params_file, layout.HASH_CACHE)
     tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "nouns.tau")
-    V = check_embeddings(load_npy(layout.features("fit")), str(layout.features("fit")))
-    T = check_embeddings(load_npy(layout.VOCAB_TEXT), str(layout.VOCAB_TEXT), dim=V.shape[1])
+    V = load_embeddings(layout.features("fit"))
+    T = load_embeddings(layout.VOCAB_TEXT, dim=V.shape[1])
     vocab = load_parquet(layout.VOCAB_NOUNS)["noun"].tolist()
     if len(vocab) != len(T):
         raise LaicError(f"{layout.VOCAB}: nouns.parquet has {len(vocab)} rows but text.npy {len(T)}; rerun `dvc repro vocab`")

@@ -18,16 +18,17 @@ import numpy as np
 import pandas as pd
 import typer
 
-from laic_core.artifacts import load_npy, save_json, save_matrix, save_parquet
+from laic_core.artifacts import save_json, save_matrix, save_parquet
 from laic_core.cluster import clip_kmeans, ours_notrain, tac_notrain
 from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.models import array_device
 from laic_core.provenance import check_against_params
 from laic_core.relation import (
-    check_embeddings, choose_topk, relation_embedding, ridge_penalty, tac_joint_features,
+    choose_topk, relation_embedding, ridge_penalty, tac_joint_features,
 )
 from laic_core.temperature import resolve_temperature
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -43,9 +44,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
                                        layout.SELECTED_NOUNS], params.model, params_file,
                                       layout.HASH_CACHE)
     tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "relation.tau")
-    noun_file = layout.SELECTED_TEXT
-    T = check_embeddings(load_npy(noun_file), str(noun_file))
-    V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
+    T = load_embeddings(layout.SELECTED_TEXT)
+    V = {role: load_embeddings(layout.features(role), dim=T.shape[1])
          for role in layout.ROLES}
     if K > len(V["fit"]):
         raise LaicError(

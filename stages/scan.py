@@ -21,7 +21,7 @@ from laic_core.models import array_device
 from laic_core.neighbors import baseline_neighbors
 from laic_core.provenance import check_against_params
 from laic_core.scan import ScanSettings, predict, train_scan
-from laic_core.validation import check_embeddings
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -35,7 +35,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     K = params.dataset.num_clusters
     check_against_params([layout.features_meta("fit"), layout.features_meta("eval")], params.model, params_file,
                          layout.HASH_CACHE)
-    V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role))) for role in layout.ROLES}
+    V = {role: load_embeddings(layout.features(role)) for role in layout.ROLES}
     settings = ScanSettings(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, heads=p.heads,
                             entropy_weight=p.entropy_weight)
     image_knn, note = baseline_neighbors(load_npy(layout.IMAGE_KNN), len(V["fit"]), settings.knn,

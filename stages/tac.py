@@ -25,7 +25,7 @@ from laic_core.provenance import check_against_params
 from laic_core.relation import tac_text_features
 from laic_core.tac import TacSettings, predict, train_tac
 from laic_core.temperature import resolve_temperature
-from laic_core.validation import check_embeddings
+from laic_core.validation import load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -51,8 +51,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
                                        layout.SELECTED_NOUNS], params.model, params_file, layout.HASH_CACHE)
     tau = resolve_temperature(params.relation.tau, params.relation.tau_relative, provenance.get("logit_scale"),
                               "relation.tau")
-    T = check_embeddings(load_npy(layout.SELECTED_TEXT), str(layout.SELECTED_TEXT))
-    V = {role: check_embeddings(load_npy(layout.features(role)), str(layout.features(role)), dim=T.shape[1])
+    T = load_embeddings(layout.SELECTED_TEXT)
+    V = {role: load_embeddings(layout.features(role), dim=T.shape[1])
          for role in layout.ROLES}
     settings = settings_from(params)
     image_knn, note = baseline_neighbors(load_npy(layout.IMAGE_KNN), len(V["fit"]), settings.knn,
