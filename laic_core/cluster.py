@@ -30,7 +30,7 @@ _MINIBATCH_SIZE = 4096
 _MINIBATCH_MAX_SEEDINGS = 3
 
 
-# ------------------------------------------------------------------ validation
+# ------------------------------------------------------------------ blocks
 
 
 def _rows_per_block(n_cols: int) -> int:
@@ -71,7 +71,7 @@ def kmeans_fit(
     else:
         model = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, max_iter=max_iter)
     centers = np.asarray(model.fit(X).cluster_centers_, dtype=np.float32)
-    return centers, kmeans_predict(X, centers)
+    return centers, _nearest_center(X, centers)  # X is checked above, sklearn's centres are finite
 
 
 def kmeans_predict(X, centers) -> np.ndarray:
@@ -87,6 +87,11 @@ def kmeans_predict(X, centers) -> np.ndarray:
     if centers.shape[1] != X.shape[1]:
         raise LaicError(f"centers have dimension {centers.shape[1]} but X has {X.shape[1]}: "
                         "they must come from the same representation")
+    return _nearest_center(X, centers)
+
+
+def _nearest_center(X, centers: np.ndarray) -> np.ndarray:
+    """`kmeans_predict` of rows and dense centres already checked (finite, the same width)."""
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 does not change the argmin
     half_sq_norms = 0.5 * np.einsum("ij,ij->i", centers, centers, dtype=np.float64)
     labels = np.empty(X.shape[0], dtype=np.int64)
@@ -243,7 +248,7 @@ def _fit_and_assign(X_fit, X_eval, n_clusters: int, seed: int, n_init: int) -> t
         raise LaicError(f"the eval split has {X_eval.shape[1]} columns but the fit split has "
                         f"{X_fit.shape[1]}: both must be computed with the same model and nouns")
     centers, fit_labels = kmeans_fit(X_fit, n_clusters, seed=seed, n_init=n_init)
-    return fit_labels, kmeans_predict(X_eval, centers)
+    return fit_labels, _nearest_center(X_eval, centers)  # the callers checked X_eval
 
 
 def clip_kmeans(V_fit, V_eval, K: int, *, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,6 @@ caller can fail with the file's name or skip it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from laic_core.errors import LaicError
+from laic_core.provenance import digest
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
@@ -661,8 +660,7 @@ def _split_listing(kind: str, name: str, root: str | Path, split: str, download:
         "class_names": found.class_names,
         "notes": found.notes,
     }
-    blob = json.dumps(content, sort_keys=True, default=str).encode()
-    return {"name": found.name, "images": len(found), "sha256": hashlib.sha256(blob).hexdigest()}
+    return {"name": found.name, "images": len(found), "sha256": digest(content)}
 
 
 def dataset_listing(kind: str, name: str, root: str | Path, fit_split: str, eval_split: str,

@@ -14,9 +14,9 @@ import pandas as pd
 
 from laic_core.errors import LaicError
 from laic_core.metrics import best_mapping, clustering_scores, confusion, size_balance
-from laic_core.methods import METHODS, ordered
+from laic_core.methods import ordered
+from laic_core.report import SCORE_KEYS
 
-SCORE_KEYS = ("acc", "nmi", "ari")
 INTERNAL_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz")
 
 
@@ -270,8 +270,3 @@ def headline(scores: Mapping[str, Mapping], internal: Mapping[str, Mapping], mai
         out[f"{main}_silhouette"] = silhouette
     return out
 
-
-def describe_methods() -> list[dict]:
-    """The registry as rows (name, title, stage, description) for the report."""
-    return [{"method": m.name, "title": m.title, "stage": m.stage, "description": m.description}
-            for m in METHODS.values()]

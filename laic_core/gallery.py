@@ -32,8 +32,8 @@ from PIL import Image, ImageDraw
 
 from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
+from laic_core.figures import _DPI  # all PNGs of a run read at the same scale
 
-_DPI = 110  # the dpi of laic_core.figures, so all PNGs of a run read at the same scale
 
 # ------------------------------------------------------------------ members
 

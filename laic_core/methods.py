@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from laic_core.errors import LaicError
 
 
 @dataclass(frozen=True)
@@ -40,12 +39,6 @@ def register_method(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} is registered twice")  # a bug here, not user input
     METHODS[method.name] = method
     return method
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise LaicError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    return METHODS[name]
 
 
 def ordered(names) -> list[str]:

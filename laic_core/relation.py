@@ -213,12 +213,12 @@ def relation_embedding(
       ``topk > 0``, top-k CSR.
     Memory beyond the output: O(block_size * d) for ridge.
     """
-    V, T = _check_pair(V, T)
     if kind not in RELATION_KINDS:
         raise LaicError(f"relation kind {kind!r} is unknown: choose one of {', '.join(RELATION_KINDS)}")
-    if kind != "ridge":
+    if kind != "ridge":  # relation_matrix checks V and T
         return normalize_rows(relation_matrix(V, T, kind=kind, tau=tau, ridge_lambda=ridge_lambda, topk=topk,
                                               block_size=min(block_size, 8192), progress=progress))
+    V, T = _check_pair(V, T)
     block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
     factor = ridge_factor(T, ridge_lambda)
     out = np.empty((V.shape[0], factor.shape[1]), dtype=np.float32)
@@ -323,6 +323,12 @@ def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192, out: 
         out = np.empty_like(V)
     elif out.shape != V.shape or out.dtype != np.float32:
         raise LaicError(f"out must be a ({V.shape[0]}, {V.shape[1]}) float32 array, got {out.shape} {out.dtype}")
+    return _mix_nouns(V, T, tau, block_size, out, device)
+
+
+def _mix_nouns(V: np.ndarray, T: np.ndarray, tau: float, block_size: int, out: np.ndarray,
+               device: str | None) -> np.ndarray:
+    """`tac_text_features` of checked V, T and settings, written into `out`."""
     device = torch.device(device or "cpu")
     V_t, T_t = torch.from_numpy(V), torch.from_numpy(T).to(device)
     for start in range(0, V.shape[0], block_size):
@@ -333,14 +339,17 @@ def tac_text_features(V, T, *, tau: float = 0.005, block_size: int = 8192, out: 
     return out
 
 
-def tac_joint_features(V, T, *, tau: float = 0.005, device: str | None = None) -> np.ndarray:
+def tac_joint_features(V, T, *, tau: float = 0.005, block_size: int = 8192,
+                       device: str | None = None) -> np.ndarray:
     """(N, 2d) float32 rows ``[v_i ; s_i]``: TAC's no-train representation (`tac_text_features`),
     with S written straight into the right half so that it is never held twice."""
     V, T = _check_pair(V, T)
+    tau = positive_float(tau, "tau", "give a softmax temperature > 0 (TAC uses 0.005)")
+    block_size = int_at_least(block_size, "block_size", 1, "give a positive number of rows per block")
     d = V.shape[1]
     joint = np.empty((V.shape[0], 2 * d), dtype=np.float32)
     joint[:, :d] = V
-    tac_text_features(V, T, tau=tau, out=joint[:, d:], device=device)
+    _mix_nouns(V, T, tau, block_size, joint[:, d:], device)
     return joint
 
 

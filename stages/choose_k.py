@@ -34,9 +34,8 @@ from laic_core.config import load_params
 from laic_core.errors import LaicError
 from laic_core.figures import save_figure
 from laic_core.provenance import check_against_params
-from laic_core.relation import check_embeddings
 from laic_core.temperature import resolve_temperature
-from laic_core.validation import load_embeddings
+from laic_core.validation import check_embeddings, load_embeddings
 from stages import layout
 from stages.runner import run, stage_app
 
@@ -65,7 +64,7 @@ def candidates(suggestion) -> list[int]:
 def _inputs(representation: str) -> list[Path]:
     paths = [layout.features("fit"), layout.features_meta("fit")]
     if representation == "relation":
-        paths += [layout.VOCAB / "text.npy", layout.VOCAB / "nouns.parquet"]
+        paths += [layout.VOCAB_TEXT, layout.VOCAB_NOUNS]
     return paths
 
 

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from laic_core.artifacts import save_json
-
-COST = Path("metrics") / "cost"
+from stages.layout import COST
 
 
 def stage_name() -> str:
