@@ -47,6 +47,7 @@ _ASSIGN_BLOCK = 65536  # rows per block in `assign`: (block, K) float32 temporar
 
 
 def _balance_entropy(probs: torch.Tensor) -> torch.Tensor:
+    # not losses.balance_entropy: clamping only inside the log keeps a gradient on a collapsed cluster
     mean = probs.mean(dim=0)
     return -(mean * torch.log(mean.clamp_min(1e-8))).sum()
 

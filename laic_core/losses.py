@@ -14,7 +14,8 @@ EPS = 1e-8
 def balance_entropy(probs: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """H(mean_i p_i): the entropy of the batch's mean cluster distribution (maximal when balanced).
 
-    Subtracted (times a weight) from a loss, it keeps every cluster in use (SCAN, TAC, ours).
+    Subtracted (times a weight) from a loss, it keeps every cluster in use (SCAN, TAC; ours clamps
+    only inside the log, so a collapsed cluster still gets a gradient: centers._balance_entropy).
     """
     mean = probs.mean(dim=0).clamp_min(eps)
     return -(mean * mean.log()).sum()

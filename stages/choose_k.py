@@ -109,7 +109,7 @@ def main(
         # k-means over tens of K and seeds is the cost: a seeded sample keeps it bounded, while
         # L is still computed from every fit image, as the nouns stage computes it.
         rows = np.sort(np.random.default_rng(params.seed).choice(n_fit, max_rows, replace=False))
-        V = np.array(V_all[rows])
+        V = V_all[rows]  # fancy indexing copies: writable, as torch wants
     else:
         V = np.array(V_all)  # a writable copy: torch warns on the read-only memory map
     V = check_embeddings(V, str(layout.features("fit")))

@@ -53,6 +53,7 @@ from stages.runner import run, stage_app
 app = stage_app()
 
 NO_LABELS = "no ground-truth labels:\nthis figure needs them"
+GALLERY_CONFIDENT = 6  # thumbnails of a cluster's most confident members, before its random ones
 RELATION_ROWS_SHOWN = 600  # images in the relation-matrix figure (a seeded sample, grouped by cluster)
 
 
@@ -79,17 +80,17 @@ def load_assignments(role: str, n_rows: int) -> tuple[dict[str, np.ndarray], dic
     return clusters, confidences
 
 
-def dataset_title(params, meta: dict) -> str:
+def dataset_title(params) -> str:
     """What was clustered: the benchmark's name, or the folder or manifest that was read."""
     if params.dataset.kind == "torchvision":
         return params.dataset.name
     return Path(params.dataset.root).name or str(params.dataset.root)
 
 
-def key_params(params, title: str) -> dict[str, Any]:
-    """The settings a reader of the report needs, flat (temperatures as resolved for the model)."""
+def key_params(params, title: str, spec: dict) -> dict[str, Any]:
+    """The settings a reader of the report needs, flat (temperatures as resolved for the model);
+    spec: data/relation/relation.json."""
     p = params
-    spec = load_json(layout.RELATION_SPEC) if layout.RELATION_SPEC.is_file() else {}
     trained = load_json(layout.CENTERS_METRICS) if layout.CENTERS_METRICS.is_file() else {}
     relation = (f"ridge (lambda {p.relation.ridge_lambda} x the mean eigenvalue of T^T T"
                 + (f" = {spec['ridge_penalty']:.4g}" if spec.get("ridge_penalty") is not None else "") + ")"
@@ -151,11 +152,11 @@ def _gallery_pages(params, sources, pred, confidence, names, labels, class_names
             split = load_split(ds.kind, ds.name, ds.root, ds.eval_split, download=False)
         except LaicError as error:  # the gallery shows placeholders rather than failing the run
             print(f"evaluate: gallery without images ({error})", file=sys.stderr)
-    rows = gallery.gallery_members(pred, confidence, K, seed=params.seed)
+    rows = gallery.gallery_members(pred, confidence, K, n_confident=GALLERY_CONFIDENT, seed=params.seed)
     load = gallery.source_loader(sources, split)
     thumbs = [gallery.load_thumbnails(load, r) for r in rows]
     lines = gallery.majority_lines(pred, labels, class_names, K) if labels is not None else None
-    entries = gallery.cluster_entries(names, thumbs, label_lines=lines, n_confident=6)
+    entries = gallery.cluster_entries(names, thumbs, label_lines=lines, n_confident=GALLERY_CONFIDENT)
     pages = gallery.gallery_figures(entries, title=f"Clusters of ours ({K})")
     shutil.rmtree(layout.GALLERY, ignore_errors=True)
     out = []
@@ -259,7 +260,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     names = load_json(layout.NAMES)
     ours_names = ["" if n.get("empty") else n.get("name", "") for n in names]
-    title = dataset_title(params, eval_meta)
+    title = dataset_title(params)
     if eval_labels is not None and "ours" in eval_assign:
         table, rows, cols, frame = confusion_parts(eval_labels, eval_assign["ours"], K, class_names, ours_names)
         save_csv(layout.CONFUSION_CSV, frame)
@@ -301,7 +302,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     cost = {p.stem: load_json(p) for p in sorted(layout.COST.glob("*.json"))} if layout.COST.is_dir() else {}
     report = render_report(
         scores, diagnostics, fit_scores=None if same_split else scores_fit, clusters=names,
-        params=key_params(params, title), figures={c: link(p) for c, p in plots.items()},
+        params=key_params(params, title, spec), figures={c: link(p) for c, p in plots.items()},
         title=f"LAIC run report: {title}", internal=internal, cost=cost, gallery=[link(p) for p in pages],
     )
     with atomic_path(layout.REPORT) as tmp:

@@ -173,7 +173,6 @@ def run_command(
         raise LaicError("--set seed: the seeds come from --seeds; drop one of the two")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     plan = experiment_plan(dataset, seed_list, extra, raw_root=raw_root, prefix=prefix, stamp=stamp, queue=queue)
-    commands = [cmd for _, cmd in plan]
     failed = []
     for name, cmd in plan:
         print("$ " + " ".join(cmd), flush=True)
@@ -187,7 +186,7 @@ def run_command(
     if dry_run:
         return
     if queue:
-        print(f"queued {len(commands) - len(failed)} experiment(s): start them with `dvc queue start`, "
+        print(f"queued {len(plan) - len(failed)} experiment(s): start them with `dvc queue start`, "
               "follow with `dvc queue status`, then run `python -m stages.table collect`. Queued "
               "experiments run in temporary copies of the repository: data under "
               f"{raw_root} that git ignores is not copied, so torchvision datasets are downloaded again.")
