@@ -129,7 +129,7 @@ def representations(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int],
     beyond the inputs and the (L, d) centres.
     """
     from laic_core.relation import check_embeddings, relation_embedding
-    from laic_core.noun_filter import default_n_groups, select_nouns_from_centers
+    from laic_core.noun_filter import default_n_groups, select_nouns
 
     V = check_embeddings(V, "image embeddings V")
     s = settings
@@ -154,16 +154,13 @@ def representations(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int],
             yield Representation(int(k), X, 0, len(T))
         return
 
-    from laic_core.cluster import spherical_kmeans
-
     n_fit = len(V) if n_fit is None else int(n_fit)
     built: dict[int, tuple[np.ndarray, int]] = {}  # L -> (rows, nouns): K's that share L share them
     for k in ks:
         n_groups = min(default_n_groups(n_fit, int(k), s.images_per_group), len(V))
         if n_groups not in built:
             built.clear()  # ks are usually sorted, so an L once left does not come back: keep one
-            centers, _ = spherical_kmeans(V, n_groups, seed=s.seed)
-            index, _, _ = select_nouns_from_centers(centers, T, s.gamma, tau=s.nouns_tau)
+            index, _, _ = select_nouns(V, T, n_groups=n_groups, gamma=s.gamma, seed=s.seed, tau=s.nouns_tau)
             built[n_groups] = (rows(T[index]), len(index))
         X, n_nouns = built[n_groups]
         yield Representation(int(k), X, n_groups, n_nouns)

@@ -113,16 +113,16 @@ def test_same_seeds_same_curves_other_seeds_other_clusterings(nouns):
 
 
 def test_noun_filter_runs_once_per_distinct_number_of_groups(monkeypatch, nouns):
-    import laic_core.cluster as cluster
+    import laic_core.noun_filter as noun_filter
 
     calls = []
-    original = cluster.spherical_kmeans
+    original = noun_filter.spherical_kmeans
 
     def counting(X, n_clusters, **kwargs):
         calls.append(n_clusters)
         return original(X, n_clusters, **kwargs)
 
-    monkeypatch.setattr(cluster, "spherical_kmeans", counting)
+    monkeypatch.setattr(noun_filter, "spherical_kmeans", counting)
     V = blobs(n_groups=3, per=40)
     # As a sample of 30,000 fit images, L = max(100, 3K) = 100 for every K here: one k-means.
     reps = list(ck.representations(V, nouns, [2, 3, 4, 5], n_fit=30_000))
