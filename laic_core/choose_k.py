@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from laic_core.errors import LaicError
+from laic_core.validation import int_at_least
 
 CRITERIA = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability")
 HIGHER_IS_BETTER = {"silhouette": True, "davies_bouldin": False, "calinski_harabasz": True, "stability": True}
@@ -289,8 +290,7 @@ def k_curves(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int], seeds: Sequ
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise LaicError(f"seeds={seeds}: give at least 2 distinct seeds; stability compares their clusterings")
-    if isinstance(sample_size, bool) or not isinstance(sample_size, numbers.Integral) or sample_size < 3:
-        raise LaicError(f"sample_size={sample_size!r}: give the number of rows the silhouette uses (>= 3)")
+    int_at_least(sample_size, "sample_size", 3, "give the number of rows the silhouette uses (>= 3)")
     n_rows = len(V)
     if ks[-1] >= min(n_rows, sample_size):
         raise LaicError(f"K={ks[-1]} needs more rows: the silhouette needs K < rows "
@@ -322,8 +322,7 @@ def k_curves(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int], seeds: Sequ
 
 
 def _check_k(k, n_rows: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise LaicError(f"K={k!r}: every K must be an integer >= 2")
+    k = int_at_least(k, "K", 2, "every K must be an integer >= 2")
     if k >= n_rows:
         raise LaicError(f"K={k} needs more images: there are {n_rows}; try K < {n_rows}")
     return int(k)
