@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from laic_core.errors import LaicError
 from laic_core.prompts import PromptLearner
+from laic_core.validation import bool_mask, cluster_ids, neighbor_index
 
 _ASSIGN_BLOCK = 65536  # rows per block in `assign`: (block, K) float32 temporaries
 
@@ -94,24 +95,8 @@ def centers_loss(
 
 def _check_inputs(V, knn_idx, pseudo, reliable, n_clusters: int):
     n = V.shape[0]
-    knn_idx = np.asarray(knn_idx)
-    if knn_idx.ndim != 2 or knn_idx.shape[0] != n or knn_idx.shape[1] < 1 \
-            or not np.issubdtype(knn_idx.dtype, np.integer):
-        raise LaicError(f"knn_idx must be an (N, k) = ({n}, k) integer array of neighbour rows, "
-                        f"got shape {knn_idx.shape} dtype {knn_idx.dtype}")
-    if knn_idx.min() < 0 or knn_idx.max() >= n:
-        raise LaicError(f"knn_idx indexes rows 0..{n - 1} of the features, got {knn_idx.min()}..{knn_idx.max()}")
-    pseudo = np.asarray(pseudo)
-    if pseudo.shape != (n,) or not np.issubdtype(pseudo.dtype, np.integer):
-        raise LaicError(f"pseudo must be (N,) = ({n},) integer cluster ids, got shape {pseudo.shape} "
-                        f"dtype {pseudo.dtype}")
-    if pseudo.min() < 0 or pseudo.max() >= n_clusters:
-        raise LaicError(f"pseudo-labels must lie in 0..{n_clusters - 1} (one per prompt), "
-                        f"got {pseudo.min()}..{pseudo.max()}")
-    reliable = np.asarray(reliable)
-    if reliable.shape != (n,) or reliable.dtype != bool:
-        raise LaicError(f"reliable must be a bool mask of shape ({n},), got {reliable.shape} {reliable.dtype}")
-    return knn_idx.astype(np.int64), pseudo.astype(np.int64), reliable
+    return (neighbor_index(knn_idx, n, "knn_idx"), cluster_ids(pseudo, n, "pseudo-labels", n_clusters),
+            bool_mask(reliable, n, "reliable"))
 
 
 def train_centers(

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from laic_core.errors import LaicError
 from laic_core.losses import balance_entropy, pair_consistency
-from laic_core.validation import finite_rows, int_at_least, positive_float
+from laic_core.validation import finite_rows, int_at_least, neighbor_index, positive_float
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,7 @@ def train_scan(
     if not isinstance(X, np.ndarray):
         raise LaicError("SCAN needs dense features")
     n, dim = X.shape
-    knn_idx = np.asarray(knn_idx)
-    if knn_idx.ndim != 2 or knn_idx.shape[0] != n or knn_idx.min() < 0 or knn_idx.max() >= n:
-        raise LaicError(f"knn_idx must be (N, k) = ({n}, k) neighbour rows in 0..{n - 1}, got shape {knn_idx.shape}")
+    knn_idx = neighbor_index(knn_idx, n, "knn_idx")
     int_at_least(n_clusters, "K", 2, "give at least 2 clusters")
     positive_float(settings.lr, "scan.lr", "give a learning rate > 0")
     batch = min(int_at_least(settings.batch_size, "scan.batch_size", 1), n)

@@ -36,7 +36,7 @@ import torch
 
 from laic_core.errors import LaicError
 from laic_core.losses import balance_entropy, cluster_contrastive, pair_consistency
-from laic_core.validation import check_embeddings, int_at_least, positive_float
+from laic_core.validation import check_embeddings, int_at_least, neighbor_index, positive_float
 
 LARGE_K = 100  # TAC's UCF-101 / ImageNet settings from this many clusters on
 
@@ -103,7 +103,7 @@ def train_tac(
     n, dim = V.shape
     if S.shape[0] != n:
         raise LaicError(f"{S.shape[0]} text counterparts for {n} images: compute S from the same images")
-    knn_image, knn_text = (_check_knn(k, n, name) for k, name in ((knn_image, "knn_image"), (knn_text, "knn_text")))
+    knn_image, knn_text = (neighbor_index(k, n, name) for k, name in ((knn_image, "knn_image"), (knn_text, "knn_text")))
     int_at_least(n_clusters, "K", 2, "give at least 2 clusters")
     positive_float(settings.temperature, "tac temperature", "give a temperature > 0 (TAC: 0.5)")
     batch = min(int_at_least(settings.batch_size, "tac.batch_size", 2), n)  # BatchNorm needs 2 rows
@@ -162,16 +162,6 @@ def predict(head: torch.nn.Module, X, *, block_size: int = 65536) -> tuple[np.nd
             labels[start:start + len(block)] = arg.cpu().numpy()
             confidence[start:start + len(block)] = top.cpu().numpy()
     return labels, confidence
-
-
-def _check_knn(knn_idx, n: int, name: str) -> np.ndarray:
-    knn_idx = np.asarray(knn_idx)
-    if knn_idx.ndim != 2 or knn_idx.shape[0] != n or knn_idx.shape[1] < 1 \
-            or not np.issubdtype(knn_idx.dtype, np.integer):
-        raise LaicError(f"{name} must be an (N, k) = ({n}, k) integer array, got shape {knn_idx.shape}")
-    if knn_idx.min() < 0 or knn_idx.max() >= n:
-        raise LaicError(f"{name} indexes rows 0..{n - 1}, got {knn_idx.min()}..{knn_idx.max()}")
-    return knn_idx.astype(np.int64)
 
 
 def _bar(total: int, desc: str, enabled: bool):

@@ -194,6 +194,18 @@ def cluster_ids(values, n: int, name: str, n_clusters: int | None = None) -> np.
     return arr.astype(np.int64, copy=False)
 
 
+def neighbor_index(knn_idx, n: int, name: str) -> np.ndarray:
+    """(n, k) int64 neighbour rows of n samples, k >= 1, each in 0..n-1."""
+    knn_idx = np.asarray(knn_idx)
+    if knn_idx.ndim != 2 or knn_idx.shape[0] != n or knn_idx.shape[1] < 1 \
+            or not np.issubdtype(knn_idx.dtype, np.integer):
+        raise LaicError(f"{name} must be an (N, k) = ({n}, k) integer array of neighbour rows, "
+                        f"got shape {knn_idx.shape} dtype {knn_idx.dtype}")
+    if knn_idx.min() < 0 or knn_idx.max() >= n:
+        raise LaicError(f"{name} indexes rows 0..{n - 1} of the features, got {knn_idx.min()}..{knn_idx.max()}")
+    return knn_idx.astype(np.int64, copy=False)
+
+
 def bool_mask(values, n: int, name: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.shape != (n,) or arr.dtype != bool:
