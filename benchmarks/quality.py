@@ -144,7 +144,9 @@ def table(runs: list[dict], seeds: list[int]) -> str:
                 diffs.append(f"{100 * statistics.fmean(a - b for a, b in pairs):+.1f}" if pairs else "–")
             row.append(" / ".join(diffs))
         lines.append(f"| {s} | " + " | ".join(row) + " |")
-    lines += ["", "Diagnostics (fit split, mean over seeds): relation-space neighbours (k = 10) and the "
+    ks = sorted({r["neighbors"].get("k") for r in runs if r["neighbors"].get("k") is not None})
+    lines += ["", "Diagnostics (fit split, mean over seeds): purity of the 10 nearest neighbours in image and "
+              f"relation space; the relation-space neighbours of training (k = {', '.join(map(str, ks)) or '–'}) and the "
               "reliable filter, pseudo-label accuracy (ours_notrain on the fit split, one Hungarian "
               "matching for all subsets), and what training kept of its start.", "",
               "| set | purity@10 V | purity@10 C | reliable | pair purity all | pair purity reliable | "
