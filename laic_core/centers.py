@@ -108,7 +108,7 @@ def train_centers(
     *,
     tau: float = 0.01,
     entropy_weight: float = 5.0,
-    ce_weight: float = 0.1,
+    ce_weight: float = 0.3,
     steps: int = 1000,
     lr: float = 0.002,
     batch_size: int = 1024,

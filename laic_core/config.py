@@ -88,7 +88,7 @@ class RelationParams:
 
 @dataclass(frozen=True)
 class NeighborsParams:
-    k: int = 10
+    k: int = 5
     min_agreement: float = 1.0
     method: Literal["auto", "exact", "faiss"] = "auto"
     image_k: int = 50  # neighbours in image-feature space, for the TAC and SCAN baselines
@@ -102,7 +102,7 @@ class CentersParams:
     steps: int = 1000
     epochs: int = 0  # > 0: that many passes over the fit images instead of `steps` (cost grows with N)
     entropy_weight: float = 5.0
-    ce_weight: float = 0.1
+    ce_weight: float = 0.3
     lr: float = 0.002
     batch_size: int = 1024
     init_template: str = "a photo of a {}."
