@@ -19,11 +19,11 @@ from laic_core.artifacts import atomic_path
 from laic_core.errors import LaicError
 
 MAX_TICK_LABELS = 40  # beyond this many classes the tick labels overlap; show none
-_DPI = 110
+DPI = 110  # every figure of a run, the gallery included, so all PNGs read at the same scale
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # attach a canvas so savefig/draw work without pyplot
     return fig
 

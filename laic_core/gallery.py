@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from laic_core.datasets import ImageSplit, to_rgb
 from laic_core.errors import LaicError
-from laic_core.figures import _DPI  # all PNGs of a run read at the same scale
+from laic_core.figures import DPI  # all PNGs of a run read at the same scale
 
 
 # ------------------------------------------------------------------ members
@@ -246,7 +246,7 @@ def cluster_entries(names: Sequence[Mapping[str, Any]], thumbnails: Sequence[Seq
 
 # ------------------------------------------------------------------ figures
 
-# Layout in pixels at _DPI (converted to figure fractions once), so text and
+# Layout in pixels at DPI (converted to figure fractions once), so text and
 # thumbnails line up exactly and nothing depends on a layout engine's guesses.
 _MARGIN = 12
 _GAP = 4            # between thumbnails
@@ -292,7 +292,7 @@ def _count_text(size: int) -> str:
 
 def _text_column(clusters, head_prop, count_prop, line_prop) -> int:
     """Pixel width of the text column: the widest untruncated row text, within [_MIN_TEXT_W, _TEXT_W]."""
-    renderer = FigureCanvasAgg(Figure(dpi=_DPI)).get_renderer()
+    renderer = FigureCanvasAgg(Figure(dpi=DPI)).get_renderer()
     widest = 0.0
     for c in clusters:
         if c["empty"]:
@@ -339,8 +339,8 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     group_gaps = 1 if any(0 < int(c.get("n_confident", len(c["thumbnails"]))) < len(c["thumbnails"])
                           for c in clusters) else 0
     strip_w = max_thumbs * thumb_px + (max_thumbs - 1) * _GAP + group_gaps * (_GROUP_GAP - _GAP)
-    line_px = _LINE_PT * _LINE_SPACING * _DPI / 72
-    head_px = _HEAD_PT * _LINE_SPACING * _DPI / 72
+    line_px = _LINE_PT * _LINE_SPACING * DPI / 72
+    head_px = _HEAD_PT * _LINE_SPACING * DPI / 72
     row_h = int(max(thumb_px, np.ceil(head_px + 2 * line_px))) + _ROW_GAP
     empty_h = int(np.ceil(head_px)) + _ROW_GAP  # an empty cluster has one line and no images
     head_prop = FontProperties(size=_HEAD_PT, weight="bold")
@@ -353,7 +353,7 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
     # ... but never narrower than the title and the note under it (a gallery of one thumbnail cut them off).
     note = ("each row: cluster id, name, size; thumbnails: most confident members first"
             + (", then random members after the gap" if group_gaps else ""))
-    measure = FigureCanvasAgg(Figure(dpi=_DPI)).get_renderer()
+    measure = FigureCanvasAgg(Figure(dpi=DPI)).get_renderer()
     widest_heading = (title or "Cluster gallery") + (
         f"  (clusters {clusters[-1]['id']}\u2013{clusters[-1]['id']}, page {n_pages} of {n_pages})"
         if n_pages > 1 else "")
@@ -368,7 +368,7 @@ def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25
         body_h = int(tops[-1])
         top_h = _TITLE_H  # always: the note under the heading says what the gap between thumbnails means
         height = top_h + body_h + _MARGIN
-        fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+        fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
         renderer = FigureCanvasAgg(fig).get_renderer()
 
         def fy(y_px):  # pixels from the top -> figure fraction from the bottom

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-
 @dataclass(frozen=True)
 class Method:
     name: str  # the key in metrics/scores.json and in `dvc exp show`

@@ -124,6 +124,7 @@ def load_embeddings(path, *, dim: int | None = None, mmap: bool = False) -> np.n
 
     return check_embeddings(load_npy(path, mmap=mmap), str(path), dim=dim)
 
+
 def float_matrix(array, name: str) -> np.ndarray:
     """A non-empty 2-D float array, as it is (a view of ndarrays and memmaps, never a copy)."""
     array = np.asarray(array)
