@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--crop", type=float, default=0.5, help="side of the five crops, as a share of the image's")
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results" / "multicrop_minivlm64.md")
     args = parser.parse_args()
+    if not 0 < args.crop <= 1:
+        parser.error(f"--crop {args.crop}: give the crops' side as a share of the image's, in (0, 1]")
     if not MODEL.is_file():
         sys.exit(f"{MODEL} is missing: this benchmark needs the shared MiniVLM-64 stand-in")
     bundle = load_clip(str(MODEL), str(WEIGHTS), "cpu")
@@ -106,9 +108,9 @@ def main() -> None:
             acc = [100 * s["acc"] for s in scores]
             nmi = [100 * s["nmi"] for s in scores]
             purity = 100 * neighbor_purity_curve(X, split.labels, [10])[10]
-            sd = statistics.pstdev
-            lines.append(f"| {name} | {group} | {statistics.mean(acc):.1f} ± {sd(acc):.1f} | "
-                         f"{statistics.mean(nmi):.1f} ± {sd(nmi):.1f} | {purity:.1f} |")
+            mean, sd = statistics.mean, statistics.pstdev
+            lines.append(f"| {name} | {group} | {mean(acc):.1f} ± {sd(acc):.1f} | "
+                         f"{mean(nmi):.1f} ± {sd(nmi):.1f} | {purity:.1f} |")
             print(lines[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
