@@ -30,14 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
+from laic_core.artifacts import atomic_path
 from laic_core.cluster import clip_kmeans
+from laic_core.config import load_params
 from laic_core.datasets import load_split, to_rgb
 from laic_core.metrics import clustering_scores
 from laic_core.models import load_clip
 from laic_core.neighbors import neighbor_purity_curve
+from laic_core.relation import normalize_rows
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -91,7 +93,7 @@ def main() -> None:
     if not MODEL.is_file():
         sys.exit(f"{MODEL} is missing: this benchmark needs the shared MiniVLM-64 stand-in")
     bundle = load_clip(str(MODEL), str(WEIGHTS), "cpu")
-    n_init = yaml.safe_load((PROJECT / "params.yaml").read_text())["relation"]["kmeans_n_init"]
+    n_init = load_params(PROJECT / "params.yaml").relation.kmeans_n_init
     lines = [f"# k-means on averaged views (MiniVLM-64, crops of {args.crop:g} of the side, seeds "
              f"{' '.join(map(str, args.seeds))})", "",
              "| set | views | k-means ACC | k-means NMI | purity@10 |", "|---|---|---|---|---|"]
@@ -101,8 +103,7 @@ def main() -> None:
         E = encode_views(split, bundle, args.crop)
         K = len(np.unique(split.labels))
         for group, idx in GROUPS.items():
-            X = E[:, idx].mean(axis=1)
-            X /= np.linalg.norm(X, axis=1, keepdims=True)
+            X = normalize_rows(E[:, idx].mean(axis=1))
             scores = [clustering_scores(split.labels, clip_kmeans(X, X[:1], K, seed=seed, n_init=n_init)[0])
                       for seed in args.seeds]
             acc = [100 * s["acc"] for s in scores]
@@ -112,10 +113,8 @@ def main() -> None:
             lines.append(f"| {name} | {group} | {mean(acc):.1f} ± {sd(acc):.1f} | "
                          f"{mean(nmi):.1f} ± {sd(nmi):.1f} | {purity:.1f} |")
             print(lines[-1], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 
