@@ -6,7 +6,7 @@
 
 Reads precomputed features: <exp>/feats/<set>.npy (N x d, unit rows),
 <exp>/feats/<set>.labels.npy and the WordNet vocabulary embedded with the same
-model, <exp>/vocab/text.npy. Runs `laic_core.choose_k` exactly as
+model, <exp>/vocab/text.npy. Runs `laic_core.scoring.choose_k` exactly as
 `python -m stages.choose_k` does with the default params.yaml (TAC noun
 filter, ridge relation; nouns.tau = 100 / the model's logit scale 29.28), with
 every image as the fit split. Writes per set and representation the curves
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from laic_core.choose_k import (
-    RepresentationSettings, choose_k_figure, combined_score, compact_ks, k_curves, parse_ks, representations,
+from laic_core.method.cluster import kmeans_fit
+from laic_core.scoring.choose_k import (
+    RepresentationSettings, combined_score, compact_ks, k_curves, parse_ks, representations,
     suggest_k,
 )
-from laic_core.cluster import kmeans_fit
-from laic_core.figures import save_figure
-from laic_core.metrics import nmi
+from laic_core.scoring.metrics import nmi
+from laic_core.views.figures import choose_k_figure, save_figure
 
 PROJECT = Path(__file__).resolve().parents[1]
 SETS = ("cifar10-test", "imagenette-val", "dtd10")

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from laic_core.artifacts import ChunkedArray
-from laic_core.datasets import FileSplit, load_split
-from laic_core.encode import encode_images
-from laic_core.models import load_clip
+from laic_core.data.datasets import load_split
+from laic_core.data.encode import encode_images
+from laic_core.data.images import FileSplit
+from laic_core.data.models import load_clip
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--ray-workers", type=int, default=2, help="model replicas on Ray")
     args = parser.parse_args()
 
-    from laic_core.ray_embed import encode_images_ray, ray_session
+    from laic_core.data.ray_embed import encode_images_ray, ray_session
 
     split = load_split("imagefolder", "", args.root, "all")
     if args.images:

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from laic_core.artifacts import ChunkedArray
-from laic_core.datasets import FileSplit, load_split, to_rgb
-from laic_core.encode import encode_images
-from laic_core.models import load_clip
+from laic_core.data.datasets import load_split
+from laic_core.data.encode import encode_images
+from laic_core.data.images import FileSplit, to_rgb
+from laic_core.data.models import load_clip
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imagenette-val"
 

@@ -156,7 +156,7 @@ def sanity_scores(workspace: Path, y_fit: np.ndarray) -> dict:
     import pandas as pd
     from sklearn.metrics import normalized_mutual_info_score
 
-    from laic_core.metrics import cluster_accuracy
+    from laic_core.scoring.metrics import cluster_accuracy
     from stages import layout
 
     os.chdir(workspace)
@@ -171,9 +171,9 @@ def sanity_scores(workspace: Path, y_fit: np.ndarray) -> dict:
 VIT_STEP = r"""
 import json, resource, sys, time
 import numpy as np, torch
-from laic_core.centers import train_centers
-from laic_core.models import load_clip
-from laic_core.prompts import PromptLearner
+from laic_core.method.centers import train_centers
+from laic_core.data.models import load_clip
+from laic_core.text.prompts import PromptLearner
 K, n = int(sys.argv[1]), 20000
 bundle = load_clip("ViT-B-32", "none", "cpu")  # random weights: the cost of a step does not depend on them
 learner = PromptLearner(bundle.model, bundle.tokenizer, [f"noun{j}" for j in range(K)], 4, seed=0)

@@ -33,13 +33,14 @@ import torch
 from PIL import Image
 
 from laic_core.artifacts import atomic_path
-from laic_core.cluster import clip_kmeans
 from laic_core.config import load_params
-from laic_core.datasets import load_split, to_rgb
-from laic_core.metrics import clustering_scores
-from laic_core.models import load_clip
-from laic_core.neighbors import neighbor_purity_curve
-from laic_core.relation import normalize_rows
+from laic_core.data.datasets import load_split
+from laic_core.data.images import to_rgb
+from laic_core.data.models import load_clip
+from laic_core.method.cluster import clip_kmeans
+from laic_core.method.neighbors import neighbor_purity_curve
+from laic_core.method.relation import normalize_rows
+from laic_core.scoring.metrics import clustering_scores
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"

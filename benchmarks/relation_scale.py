@@ -55,8 +55,8 @@ def run_one(n: int, args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
 
-    from laic_core.neighbors import consistency_filter, knn
-    from laic_core.relation import choose_topk, normalize_rows, relation_matrix
+    from laic_core.method.neighbors import consistency_filter, knn
+    from laic_core.method.relation import choose_topk, normalize_rows, relation_matrix
 
     rng = np.random.default_rng(args.seed)
     rss_start = _peak_rss_bytes()

@@ -16,7 +16,7 @@ default templates, with each `--modes` entry:
 - `truncated`: each batch cut to its longest prompt (exact; the vocab stage
   before the prefix cache);
 - `prefix`: each template's leading tokens encoded once, their keys/values
-  reused by every noun (`laic_core.prefix_cache`; the vocab stage's default);
+  reused by every noun (`laic_core.text.prefix_cache`; the vocab stage's default);
 - `sot-only`: the prefix-cache code with every prefix cut to [SOT], i.e.
   nothing reused: separates the saving of the reuse from that of the
   re-implemented attention and the equal-length batches.
@@ -37,11 +37,11 @@ import time
 import numpy as np
 import torch
 
-from laic_core.text_encode import encode_nouns, ensemble_mean
-from laic_core.models import load_clip
-from laic_core.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix
-from laic_core.text_tower import TextTower
-from laic_core.vocab import DEFAULT_TEMPLATES, load_wordnet_nouns
+from laic_core.data.models import load_clip
+from laic_core.text.encode import encode_nouns, ensemble_mean
+from laic_core.text.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix, unsupported_reason
+from laic_core.text.tower import TextTower
+from laic_core.text.vocab import DEFAULT_TEMPLATES, load_wordnet_nouns
 
 MODES = {  # mode -> encode_nouns keywords
     "full": {"truncate": False, "prefix_cache": False},
@@ -85,8 +85,8 @@ def main() -> None:
     tower = TextTower(bundle.model)
     print(f"{args.model} ({args.pretrained}) text tower on {bundle.device}, {torch.get_num_threads()} threads, "
           f"{len(nouns)} nouns x {len(DEFAULT_TEMPLATES)} templates, batch {args.batch_size}, "
-          f"causal={tower.causal}, prefix cache: {tower.prefix_cache_unsupported or 'supported'}")
-    if "prefix" in modes and tower.prefix_cache_unsupported is None:
+          f"causal={tower.causal}, prefix cache: {unsupported_reason(tower) or 'supported'}")
+    if "prefix" in modes and unsupported_reason(tower) is None:
         for template in DEFAULT_TEMPLATES:
             prefix = template_prefix(tower, bundle.tokenizer, template)
             tokens = bundle.tokenizer([template.replace("{}", n) for n in nouns])

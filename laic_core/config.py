@@ -18,7 +18,7 @@ from typing import Any, get_args, get_origin, get_type_hints, Literal, Union
 import yaml
 
 from laic_core.errors import LaicError
-from laic_core.vocab import DEFAULT_TEMPLATES
+from laic_core.text.vocab import DEFAULT_TEMPLATES
 
 
 
@@ -44,7 +44,7 @@ class ModelParams:
 @dataclass(frozen=True)
 class EmbedParams:
     # "auto" = min(4, usable CPUs - 1): a fixed 4 made the DataLoader warn on
-    # every run of a 2-core machine (see laic_core.encode.resolve_num_workers).
+    # every run of a 2-core machine (see laic_core.data.encode.resolve_num_workers).
     num_workers: int | Literal["auto"] = "auto"
     chunk_size: int = 4096
     on_error: Literal["fail", "skip"] = "fail"
@@ -62,7 +62,7 @@ class VocabParams:
     prefix_cache: bool = True  # encode each template's shared leading tokens once (exact; see prefix_cache.py)
 
 
-# A temperature is "auto" (relative / the model's logit scale; laic_core.temperature)
+# A temperature is "auto" (relative / the model's logit scale; laic_core.method.temperature)
 # or an absolute number.
 Temperature = Union[float, Literal["auto"]]
 
@@ -110,7 +110,7 @@ class CentersParams:
 
 @dataclass(frozen=True)
 class TacParams:
-    # "auto": TAC's published values for this K (laic_core.tac.TacSettings.published)
+    # "auto": TAC's published values for this K (laic_core.baselines.tac.TacSettings.published)
     epochs: Union[int, Literal["auto"]] = "auto"
     batch_size: Union[int, Literal["auto"]] = "auto"
     temperature: Union[float, Literal["auto"]] = "auto"

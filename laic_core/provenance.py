@@ -121,7 +121,7 @@ def record(ident: dict, embed_dim: int, preprocess: str = "", dtype: str = "",
     """The provenance stored with an embedding artifact (its metadata key "provenance").
 
     logit_scale: the model's exp(logit_scale), which the temperatures of later
-    stages are relative to (laic_core.temperature).
+    stages are relative to (laic_core.method.temperature).
     """
     return {"model": ident, "embed_dim": int(embed_dim), "preprocess": preprocess, "dtype": dtype,
             "logit_scale": None if logit_scale is None else float(logit_scale)}
@@ -181,7 +181,7 @@ def digest(obj: Any) -> str:
 
 def vocab_listing(source: str, cache: str | Path | None = None) -> dict[str, Any]:
     """What the vocab stage reads besides params: the noun file's content digest."""
-    from laic_core.vocab import WORDNET_SOURCE
+    from laic_core.text.vocab import WORDNET_SOURCE
 
     if source == WORDNET_SOURCE:
         return {"source": source}  # the shipped list is a dependency of the stage itself

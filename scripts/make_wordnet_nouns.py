@@ -1,4 +1,4 @@
-"""Build laic_core/data/wordnet_nouns.txt.gz: every noun lemma of WordNet 3.0.
+"""Build laic_core/text/wordnet_nouns.txt.gz: every noun lemma of WordNet 3.0.
 
 Reads ``data.noun`` of a WordNet 3.0 dict folder directly (format: wndb(5WN)),
 so it needs neither nltk nor network access:

@@ -19,23 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import typer
 
 from laic_core.artifacts import (
     load_json, load_npy, load_parquet, save_csv, save_json, save_npy, save_parquet, save_torch,
 )
-from laic_core.centers import assign_labels, steps_for, train_centers
-from laic_core.config import load_params
+from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
-from laic_core.metrics import cluster_accuracy
-from laic_core.models import load_clip
-from laic_core.naming import cluster_init_nouns, name_clusters
-from laic_core.prompts import PromptLearner
-from laic_core.provenance import check_against_params
-from laic_core.relation import cluster_mean_relations
-from laic_core.temperature import resolve_temperature
+from laic_core.method.centers import assign_labels, steps_for, train_centers
+from laic_core.method.naming import cluster_init_nouns, name_clusters
+from laic_core.method.relation import cluster_mean_relations
+from laic_core.scoring.metrics import cluster_accuracy
+from laic_core.text.prompts import PromptLearner
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -118,14 +115,11 @@ def init_scores(inputs: dict, n_clusters: int) -> np.ndarray:
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    ctx = open_stage(params_file, [*layout.FEATURES_META, layout.SELECTED_NOUNS, layout.VOCAB_NOUNS])
+    params, tau = ctx.params, ctx.temperature("centers")
     cp = params.centers
     K = params.dataset.num_clusters
-    provenance = check_against_params(
-        [layout.features_meta("fit"), layout.features_meta("eval"), layout.SELECTED_NOUNS,
-         layout.VOCAB_NOUNS], params.model, params_file, layout.HASH_CACHE)
-    tau = resolve_temperature(cp.tau, cp.tau_relative, provenance.get("logit_scale"), "centers.tau")
     inputs = load_inputs(K)
     V_fit = inputs["V_fit"]
     d = V_fit.shape[1]
@@ -161,7 +155,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
 
     save_torch(layout.PROMPTS, {
         **learner.export(),
-        "model": provenance["model"],  # predict checks its params against this
+        "model": ctx.provenance["model"],  # predict checks its params against this
         "dim": d,
         "tau": tau,
     })

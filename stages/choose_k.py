@@ -8,7 +8,7 @@ Runs the cheap part of the pipeline (the noun filter, the relation rows and
 k-means; no prompt training) for every K of --ks, on the features `dvc repro
 embed vocab` wrote (data/features/fit.npy, data/vocab/text.npy) with the
 nouns and relation settings of params.yaml, and measures label-free criteria
-(`laic_core.choose_k`). Writes to --out:
+(`laic_core.scoring.choose_k`). Writes to --out:
 
 - curves.csv: one row per K, every criterion and the combined score;
 - choose_k.png: the curves, the suggested K and params.yaml's current K marked;
@@ -27,16 +27,14 @@ import numpy as np
 import typer
 
 from laic_core.artifacts import atomic_path, load_npy, save_json
-from laic_core.choose_k import (
-    DEFAULT_SAMPLE_SIZE, RepresentationSettings, choose_k_figure, combined_score, k_curves, parse_ks, suggest_k,
-)
-from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.figures import save_figure
-from laic_core.provenance import check_against_params
-from laic_core.temperature import resolve_temperature
+from laic_core.scoring.choose_k import (
+    DEFAULT_SAMPLE_SIZE, RepresentationSettings, combined_score, k_curves, parse_ks, suggest_k,
+)
 from laic_core.validation import check_embeddings, load_embeddings
+from laic_core.views.figures import choose_k_figure, save_figure
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -74,7 +72,7 @@ def main(
                                                 "or a list 4,6,10"),
     seeds: int = typer.Option(3, "--seeds", help="k-means seeds per K (>= 2; stability compares them): "
                                                  "params.yaml's seed, seed + 1, ..."),
-    params_file: Path = typer.Option("params.yaml", "--params", help="parameters file"),
+    params_file: Path = PARAMS_OPTION,
     out: Path = typer.Option(OUT, "--out", help="folder for curves.csv, choose_k.png, suggestion.json"),
     representation: str = typer.Option("relation", "--representation",
                                        help="relation: what the method clusters (nouns and relation settings "
@@ -88,7 +86,6 @@ def main(
                                         help="rows the silhouette is measured on (a seeded sample; O(n^2))"),
 ) -> None:
     started = time.perf_counter()
-    params = load_params(params_file)
     k_values = parse_ks(ks)
     if seeds < 2:
         raise LaicError(f"--seeds {seeds}: give at least 2; stability compares the seeds' clusterings")
@@ -101,7 +98,8 @@ def main(
                         + (" and the noun embeddings" if representation == "relation" else "")
                         + "; run `dvc repro embed vocab` first")
     recorded = [p for p in _inputs(representation) if p.suffix == ".parquet"]  # where the model is recorded
-    provenance = check_against_params(recorded, params.model, params_file, layout.HASH_CACHE)
+    ctx = open_stage(params_file, recorded)
+    params = ctx.params
 
     V_all = load_npy(layout.features("fit"), mmap=True)
     n_fit = len(V_all)
@@ -117,14 +115,11 @@ def main(
     if representation == "relation":
         T = load_embeddings(layout.VOCAB_TEXT, dim=V.shape[1])
         n, r = params.nouns, params.relation
-        logit_scale = provenance.get("logit_scale")
         settings = RepresentationSettings(
             representation="relation", nouns_filter=n.filter, gamma=n.gamma, images_per_group=n.images_per_group,
-            nouns_tau=resolve_temperature(n.tau, n.tau_relative, logit_scale, "nouns.tau")
-            if n.filter == "tac" else 1.0,
+            nouns_tau=ctx.temperature("nouns") if n.filter == "tac" else 1.0,
             relation_kind=r.kind,
-            relation_tau=resolve_temperature(r.tau, r.tau_relative, logit_scale, "relation.tau")
-            if r.kind == "softmax" else 1.0,
+            relation_tau=ctx.temperature("relation") if r.kind == "softmax" else 1.0,
             ridge_lambda=r.ridge_lambda, seed=params.seed,
         )
     print(f"choose_k: K in {ks} on {len(V)} of {n_fit} fit images ({representation} rows), "
@@ -152,7 +147,7 @@ def main(
         "compare_commands": queue if len(compare) > 1 else [],
         "current_k": current_k,
         "settings": curves.settings,
-        "rule": "argmax over K of silhouette x stability (laic_core.choose_k.suggest_k)",
+        "rule": "argmax over K of silhouette x stability (laic_core.scoring.choose_k.suggest_k)",
     })
 
     print(f"\nsuggested K: {suggestion.statement()}")

@@ -18,16 +18,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-import typer
 
 from laic_core.artifacts import ChunkedArray, fingerprint, save_json, save_parquet
-from laic_core.config import load_params
-from laic_core.datasets import ImageSplit, load_dataset
-from laic_core.encode import encode_images, image_embedding_dim
-from laic_core.models import ClipBundle, compute_dtype, load_clip
+from laic_core.data.datasets import ImageSplit, load_dataset
+from laic_core.data.encode import encode_images, image_embedding_dim
+from laic_core.data.models import ClipBundle, compute_dtype, load_clip
+from laic_core.method.temperature import model_logit_scale
 from laic_core.provenance import model_identity, record
-from laic_core.temperature import model_logit_scale
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -50,7 +49,7 @@ def local_engine(bundle: ClipBundle, params) -> Engine:
 
 
 def ray_engine(bundle: ClipBundle, params, device: str) -> Engine:
-    from laic_core.ray_embed import encode_images_ray
+    from laic_core.data.ray_embed import encode_images_ray
 
     def encode(split, chunks, desc):
         return encode_images_ray(bundle, split, chunks, batch_size=params.model.batch_size,
@@ -107,13 +106,13 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file).params
     ds = params.dataset
     splits = load_dataset(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download)
     with contextlib.ExitStack() as stack:
         if params.embed.engine == "ray":
-            from laic_core.ray_embed import ray_session, worker_device
+            from laic_core.data.ray_embed import ray_session, worker_device
 
             stack.enter_context(ray_session(params.embed.ray_address, params.embed.ray_workers))
             device = worker_device(params.model.device)

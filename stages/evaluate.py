@@ -1,6 +1,6 @@
 """evaluate: scores of every method, diagnostics, the per-image table, figures and the run report.
 
-The only stage that reads ground-truth labels (laic_core.evaluation holds the
+The only stage that reads ground-truth labels (laic_core.scoring.evaluation holds the
 logic). For each registered method (laic_core.methods) whose assignments
 exist it scores the eval split with ACC (Hungarian), NMI and ARI, and every
 method also label-free (silhouette, Davies-Bouldin, Calinski-Harabasz on the
@@ -29,25 +29,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import typer
 
-from laic_core import figures, gallery
+from laic_core.views import figures
+
 from laic_core.artifacts import (
     atomic_path, load_json, load_matrix, load_npy, load_parquet, load_parquet_meta, save_csv, save_json,
     save_parquet,
 )
-from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.evaluation import (
+from laic_core.method.relation import relation_weights
+from laic_core.methods import METHODS
+from laic_core.scoring.evaluation import (
     assignment_table, by_row, confusion_parts, headline, internal_scores, labels_of, mapped_accuracy,
     neighbor_diagnostics, purity_curves, score_methods,
 )
-from laic_core.methods import METHODS
-from laic_core.metrics import cluster_accuracy
-from laic_core.provenance import check_against_params
-from laic_core.relation import relation_weights
-from laic_core.report import features_notes, purity_ks_note, render_report
+from laic_core.scoring.metrics import cluster_accuracy
+from laic_core.views import gallery
+from laic_core.views.report import features_notes, purity_ks_note, render_report
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -115,7 +115,7 @@ def key_params(params, title: str, spec: dict) -> dict[str, Any]:
 
 
 def _knn_options(params) -> dict[str, dict]:
-    from laic_core.models import array_device
+    from laic_core.data.models import array_device
 
     return {"clip": {"method": params.neighbors.method, "device": array_device(params.model.device)},
             "relation": {}}
@@ -145,7 +145,7 @@ def _gallery_pages(params, sources, pred, confidence, names, labels, class_names
     K = params.dataset.num_clusters
     split = None
     if sources and not Path(str(sources[0])).exists():  # a torchvision image: "<dataset>:<split>[i]"
-        from laic_core.datasets import load_split
+        from laic_core.data.datasets import load_split
 
         ds = params.dataset
         try:
@@ -169,11 +169,9 @@ def _gallery_pages(params, sources, pred, confidence, names, labels, class_names
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file, layout.FEATURES_META).params
     K = params.dataset.num_clusters
-    check_against_params([layout.features_meta("fit"), layout.features_meta("eval")], params.model,
-                         params_file, layout.HASH_CACHE)
     layout.PLOTS.mkdir(parents=True, exist_ok=True)
     same_split = params.dataset.fit_split == params.dataset.eval_split
 

@@ -47,6 +47,7 @@ def features_meta(role: str) -> Path:
     return FEATURES / f"{role}.parquet"
 
 
+FEATURES_META = tuple(features_meta(role) for role in ROLES)  # where every stage reads the model from
 EMBED_METRICS = METRICS / "embed.json"
 
 # ------------------------------------------------------------------ vocab, nouns
@@ -135,7 +136,7 @@ STAGES: dict[str, StageIO] = {
     "embed": StageIO(inputs=(LISTINGS["dataset"], LISTINGS["model"]),
                      outputs=_both(features, features_meta) + (EMBED_METRICS,)),
     "vocab": StageIO(inputs=(LISTINGS["vocab"], LISTINGS["model"]), outputs=(VOCAB_NOUNS, VOCAB_TEXT),
-                     extra=("laic_core/data/wordnet_nouns.txt.gz",)),
+                     extra=("laic_core/text/wordnet_nouns.txt.gz",)),
     "nouns": StageIO(inputs=(features("fit"), features_meta("fit"), VOCAB_NOUNS, VOCAB_TEXT),
                      outputs=(SELECTED_NOUNS, SELECTED_TEXT)),
     "relation": StageIO(inputs=_both(features, features_meta) + (SELECTED_NOUNS, SELECTED_TEXT),

@@ -13,23 +13,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
 
 from laic_core.artifacts import load_matrix, load_parquet, save_json, save_npy
-from laic_core.config import load_params
+from laic_core.data.models import array_device
 from laic_core.errors import LaicError
-from laic_core.models import array_device
-from laic_core.neighbors import consistency_filter, knn, neighbor_stats
+from laic_core.method.neighbors import consistency_filter, knn, neighbor_stats
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file).params
     p = params.neighbors
     rows = load_matrix(layout.relation_rows("fit"))  # already normalised
     pseudo = load_parquet(layout.assignments("relation", "fit"))["ours_notrain"].to_numpy()

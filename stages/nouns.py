@@ -10,17 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import load_parquet, save_npy, save_parquet
-from laic_core.config import load_params
+from laic_core.data.models import array_device
 from laic_core.errors import LaicError
-from laic_core.provenance import check_against_params, read_provenance
-from laic_core.temperature import resolve_temperature
-from laic_core.models import array_device
-from laic_core.noun_filter import default_n_groups, select_nouns
+from laic_core.method.noun_filter import default_n_groups, select_nouns
+from laic_core.provenance import read_provenance
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -29,12 +27,10 @@ MIN_NOUNS = 2
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    ctx = open_stage(params_file, [layout.features_meta("fit"), layout.VOCAB_NOUNS])
+    params, tau = ctx.params, ctx.temperature("nouns")
     p = params.nouns
-    provenance = check_against_params([layout.features_meta("fit"), layout.VOCAB_NOUNS],
-                                      params.model, params_file, layout.HASH_CACHE)
-    tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "nouns.tau")
     V = load_embeddings(layout.features("fit"))
     T = load_embeddings(layout.VOCAB_TEXT, dim=V.shape[1])
     vocab = load_parquet(layout.VOCAB_NOUNS)["noun"].tolist()

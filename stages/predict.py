@@ -20,15 +20,15 @@ import torch
 import typer
 
 from laic_core.artifacts import ChunkedArray, load_json, save_csv
-from laic_core.centers import assign_labels
-from laic_core.config import load_params
-from laic_core.datasets import load_split
-from laic_core.encode import encode_images, image_embedding_dim
+from laic_core.data.datasets import load_split
+from laic_core.data.encode import encode_images, image_embedding_dim
+from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
-from laic_core.evaluation import assignment_table
-from laic_core.models import load_clip
+from laic_core.method.centers import assign_labels
 from laic_core.provenance import describe, model_identity, same_model
+from laic_core.scoring.evaluation import assignment_table
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -60,14 +60,14 @@ def load_learned(params) -> tuple[np.ndarray, list[str], float]:
 def main(
     folder: Path = typer.Argument(..., help="folder of images (searched recursively)"),
     out: Path = typer.Option(..., "--out", help="CSV to write: row, source, ours, ours_name, ours_confidence"),
-    params_file: Path = typer.Option("params.yaml", "--params", help="parameters file"),
+    params_file: Path = PARAMS_OPTION,
     on_error: str = typer.Option("fail", "--on-error", help="fail | skip unreadable images"),
 ) -> None:
     if on_error not in ("fail", "skip"):
         raise LaicError(f"--on-error: {on_error!r} must be 'fail' or 'skip'")
     if not folder.is_dir():
         raise LaicError(f"{folder}: no such folder of images")
-    params = load_params(params_file)
+    params = open_stage(params_file).params
     centers, names, tau = load_learned(params)
     split = load_split("imagefolder", "", folder, "all")
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)

@@ -2,7 +2,7 @@
 
 Writes data/relation/rows_{fit,eval}.npz: normalised rows whose dot products
 are the cosines between rows of C (ridge: (N, d), exact, never N x M';
-softmax: (N, M'), dense or top-k CSR; see `laic_core.relation`),
+softmax: (N, M'), dense or top-k CSR; see `laic_core.method.relation`),
 data/relation/relation.json (the kind, the resolved temperature and penalty:
 enough to recompute rows of C from the features and nouns), and
 data/relation/assign_{fit,eval}.parquet with the no-train clusterings
@@ -16,34 +16,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import save_json, save_matrix, save_parquet
-from laic_core.cluster import clip_kmeans, ours_notrain, tac_notrain
-from laic_core.config import load_params
+from laic_core.data.models import array_device
 from laic_core.errors import LaicError
-from laic_core.models import array_device
-from laic_core.provenance import check_against_params
-from laic_core.relation import (
+from laic_core.method.cluster import clip_kmeans, ours_notrain, tac_notrain
+from laic_core.method.relation import (
     choose_topk, relation_embedding, ridge_penalty, tac_joint_features,
 )
-from laic_core.temperature import resolve_temperature
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    ctx = open_stage(params_file, [*layout.FEATURES_META, layout.SELECTED_NOUNS])
+    params, tau = ctx.params, ctx.temperature("relation")
     p = params.relation
     K = params.dataset.num_clusters
-    provenance = check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
-                                       layout.SELECTED_NOUNS], params.model, params_file,
-                                      layout.HASH_CACHE)
-    tau = resolve_temperature(p.tau, p.tau_relative, provenance.get("logit_scale"), "relation.tau")
     T = load_embeddings(layout.SELECTED_TEXT)
     V = {role: load_embeddings(layout.features(role), dim=T.shape[1])
          for role in layout.ROLES}
@@ -63,7 +57,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         "tau": tau,
         "ridge_lambda": p.ridge_lambda,
         "ridge_penalty": ridge_penalty(T, p.ridge_lambda) if p.kind == "ridge" else None,
-        "logit_scale": provenance.get("logit_scale"),
+        "logit_scale": ctx.logit_scale,
         "n_nouns": int(len(T)),
         "row_dim": int(rows["fit"].shape[1]),
         "sparse_topk": topk,

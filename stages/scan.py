@@ -1,7 +1,7 @@
 """scan: the SCAN baseline (ECCV 2020) on the pipeline's image features; no text.
 
 Reads the fit/eval features and the image-space neighbours of the fit images,
-trains SCAN's heads (laic_core.scan) and assigns every image with the head of
+trains SCAN's heads (laic_core.baselines.scan) and assigns every image with the head of
 lowest SCAN loss. Writes data/scan/assign_{fit,eval}.parquet (row, scan,
 scan_confidence) and metrics/scan_history.csv. No label is read.
 """
@@ -13,28 +13,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
-from laic_core.config import load_params
-from laic_core.models import array_device
-from laic_core.neighbors import baseline_neighbors
-from laic_core.provenance import check_against_params
-from laic_core.scan import ScanSettings, predict, train_scan
+from laic_core.baselines.scan import ScanSettings, predict, train_scan
+from laic_core.data.models import array_device
+from laic_core.method.neighbors import baseline_neighbors
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file, layout.FEATURES_META).params
     p = params.scan
     K = params.dataset.num_clusters
-    check_against_params([layout.features_meta("fit"), layout.features_meta("eval")], params.model, params_file,
-                         layout.HASH_CACHE)
     V = {role: load_embeddings(layout.features(role)) for role in layout.ROLES}
     settings = ScanSettings(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, heads=p.heads,
                             entropy_weight=p.entropy_weight)

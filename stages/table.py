@@ -10,13 +10,13 @@ the `dataset.*` parameters (and any `--set` given for all of them); with
 `run` calls `dvc exp run -n <prefix>-<dataset>[-s<seed>]-<stamp> -S dataset.name=... [-S seed=<s>]`
 once per experiment, one after the other in the workspace (`--queue` only
 queues them, for `dvc queue start`). The benchmarks' K, splits and folders
-come from laic_core.datasets.BENCHMARKS. The vocab stage depends on the
+come from laic_core.data.datasets.BENCHMARKS. The vocab stage depends on the
 model, the vocabulary and the templates only, so it is computed once: later
 experiments find its outputs up to date in the workspace, or restore them
 from DVC's run-cache. After `run`, the workspace holds the last
 experiment, as after any `dvc exp run`.
 
-`collect` reads `dvc exp show --json` and hands it to laic_core.experiments,
+`collect` reads `dvc exp show --json` and hands it to laic_core.views.experiments,
 which pools the runs of one setting that differ only in the seed (mean ±
 sd) and keeps, per (dataset, model), the newest setting.
 
@@ -36,9 +36,9 @@ from typing import Iterable, Mapping
 import typer
 
 from laic_core.artifacts import atomic_path
-from laic_core.datasets import BENCHMARK_KIND, BENCHMARKS
+from laic_core.data.datasets import BENCHMARK_KIND, BENCHMARKS
 from laic_core.errors import LaicError
-from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown, table_methods
+from laic_core.views.experiments import experiment_records, select_runs, table_csv, table_markdown, table_methods
 from stages.runner import run as run_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -49,7 +49,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 
 def dataset_settings(name: str, raw_root: str = "data/raw") -> dict[str, str]:
-    """The `-S` settings that point the pipeline at benchmark `name` (from laic_core.datasets.BENCHMARKS)."""
+    """The `-S` settings that point the pipeline at benchmark `name` (from laic_core.data.datasets.BENCHMARKS)."""
     if name not in BENCHMARKS:
         raise LaicError(
             f"--dataset {name!r} is not in the table's list ({', '.join(BENCHMARKS)}); "

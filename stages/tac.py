@@ -3,7 +3,7 @@
 Reads the fit/eval features, the selected nouns and the image-space
 neighbours of the fit images; builds every image's text counterpart (TAC's
 retrieval, at relation.tau) and its text-space neighbours; trains TAC's two
-heads (laic_core.tac) and assigns every image with the image head. Writes
+heads (laic_core.baselines.tac) and assigns every image with the image head. Writes
 data/tac/assign_{fit,eval}.parquet (row, tac, tac_confidence) and
 metrics/tac_history.csv. No label is read.
 """
@@ -15,18 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
-from laic_core.config import load_params
-from laic_core.models import array_device
-from laic_core.neighbors import baseline_neighbors, knn
-from laic_core.provenance import check_against_params
-from laic_core.relation import tac_text_features
-from laic_core.tac import TacSettings, predict, train_tac
-from laic_core.temperature import resolve_temperature
+from laic_core.baselines.tac import TacSettings, predict, train_tac
+from laic_core.data.models import array_device
+from laic_core.method.neighbors import baseline_neighbors, knn
+from laic_core.method.relation import tac_text_features
 from laic_core.validation import load_embeddings
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -44,13 +41,10 @@ def settings_from(params) -> TacSettings:
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    ctx = open_stage(params_file, [*layout.FEATURES_META, layout.SELECTED_NOUNS])
+    params, tau = ctx.params, ctx.temperature("relation")  # TAC's retrieval temperature is the relation's
     K = params.dataset.num_clusters
-    provenance = check_against_params([layout.features_meta("fit"), layout.features_meta("eval"),
-                                       layout.SELECTED_NOUNS], params.model, params_file, layout.HASH_CACHE)
-    tau = resolve_temperature(params.relation.tau, params.relation.tau_relative, provenance.get("logit_scale"),
-                              "relation.tau")
     T = load_embeddings(layout.SELECTED_TEXT)
     V = {role: load_embeddings(layout.features(role), dim=T.shape[1])
          for role in layout.ROLES}

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 
 from laic_core.artifacts import save_json
-from laic_core.config import load_params
-from laic_core.datasets import dataset_listing
+from laic_core.data.datasets import dataset_listing
 from laic_core.provenance import model_identity, vocab_listing
-from laic_core.vocab import validate_templates
+from laic_core.text.vocab import validate_templates
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -35,8 +34,8 @@ OUTPUTS = layout.LISTINGS
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file).params
     validate_templates(params.vocab.templates)
     ds = params.dataset
     listings = {

@@ -14,26 +14,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
-from laic_core.config import load_params
-from laic_core.text_encode import distinct_token_rows, encode_nouns
-from laic_core.models import load_clip
+from laic_core.data.models import load_clip
+from laic_core.method.temperature import model_logit_scale
 from laic_core.progress import progress_bar
 from laic_core.provenance import model_identity, record
-from laic_core.temperature import model_logit_scale
-from laic_core.text_tower import TextTower
-from laic_core.vocab import load_vocabulary, validate_templates
+from laic_core.text.encode import distinct_token_rows, encode_nouns
+from laic_core.text.prefix_cache import unsupported_reason
+from laic_core.text.tower import TextTower
+from laic_core.text.vocab import load_vocabulary, validate_templates
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    params = load_params(params_file)
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    params = open_stage(params_file).params
     templates = validate_templates(params.vocab.templates)
     nouns = load_vocabulary(params.vocab.source)
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
@@ -57,8 +57,8 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
         mode = "full length: this text tower is not causal"
     elif not params.vocab.prefix_cache:
         mode = "exact truncation; prefix cache off (vocab.prefix_cache: false)"
-    elif tower.prefix_cache_unsupported:
-        mode = f"exact truncation; no prefix cache: {tower.prefix_cache_unsupported}"
+    elif unsupported_reason(tower):
+        mode = f"exact truncation; no prefix cache: {unsupported_reason(tower)}"
     else:
         mode = "exact truncation, template prefixes cached"
     print(f"vocab: {len(nouns)} nouns x {len(templates)} templates on {bundle.device} ({mode}); "

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 
 from laic_core.artifacts import load_npy, load_parquet_meta, save_parquet
-from laic_core.config import load_params
 from laic_core.errors import LaicError
-from laic_core.provenance import check_against_params
 from stages import layout
+from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -48,18 +46,18 @@ def _unavailable(reason: str) -> None:
 
 
 @app.command()
-def main(params_file: Path = typer.Option("params.yaml", "--params", help="parameters file")) -> None:
-    from laic_core.cluster import zeroshot_assign
-    from laic_core.text_encode import encode_nouns
-    from laic_core.models import load_clip
-    from laic_core.text_tower import TextTower
-    from laic_core.vocab import validate_templates
+def main(params_file: Path = PARAMS_OPTION) -> None:
+    from laic_core.data.models import load_clip
+    from laic_core.method.cluster import zeroshot_assign
+    from laic_core.text.encode import encode_nouns
+    from laic_core.text.tower import TextTower
+    from laic_core.text.vocab import validate_templates
 
-    params = load_params(params_file)
     meta_path = layout.features_meta("eval")
     if not meta_path.is_file():
         raise LaicError(f"{meta_path}: missing; run the embed stage first (`dvc repro embed`)")
-    provenance = check_against_params([meta_path], params.model, params_file, layout.HASH_CACHE)
+    ctx = open_stage(params_file, [meta_path])
+    params = ctx.params
     names = class_names_of(load_parquet_meta(meta_path))
     if names is None:
         _unavailable("the dataset has no class names")
@@ -77,7 +75,7 @@ def main(params_file: Path = typer.Option("params.yaml", "--params", help="param
     assigned = zeroshot_assign(V, class_text)
     table = pd.DataFrame({"row": np.arange(V.shape[0], dtype=np.int64), "cluster": assigned.astype(np.int64)})
     save_parquet(OUTPUT, table, {"available": True, "class_names": names, "templates": templates,
-                                 "provenance": provenance})
+                                 "provenance": ctx.provenance})
     print(f"zeroshot: {V.shape[0]} images into {len(names)} classes with {len(templates)} template(s)")
 
 

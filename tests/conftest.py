@@ -57,7 +57,7 @@ def tiny_bundle(tiny_config):
     """The tiny model with seeded random weights, on the CPU."""
     import torch
 
-    from laic_core.models import load_clip
+    from laic_core.data.models import load_clip
 
     torch.manual_seed(0)
     return load_clip(str(tiny_config), "none", "cpu")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from laic_core.losses import balance_entropy, cluster_contrastive, pair_consistency
-from laic_core.metrics import cluster_accuracy
-from laic_core.neighbors import knn
-from laic_core.relation import tac_text_features
-from laic_core.scan import ScanSettings, predict as scan_predict, train_scan
-from laic_core.tac import TacSettings, cluster_head, predict as tac_predict, train_tac
+from laic_core.baselines.scan import ScanSettings, predict as scan_predict, train_scan
+from laic_core.baselines.tac import TacSettings, cluster_head, predict as tac_predict, train_tac
+from laic_core.method.losses import balance_entropy, cluster_contrastive, pair_consistency
+from laic_core.method.neighbors import knn
+from laic_core.method.relation import tac_text_features
+from laic_core.scoring.metrics import cluster_accuracy
 from tests.conftest import normalized
 
 

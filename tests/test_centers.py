@@ -12,14 +12,14 @@ import torch
 import yaml
 
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
-from laic_core.centers import assign, assign_labels, centers_loss, steps_for, train_centers
-from laic_core.text_encode import encode_texts
 from laic_core.errors import LaicError
-from laic_core.metrics import cluster_accuracy
-from laic_core.naming import cluster_init_nouns, name_clusters
-from laic_core.prompts import PromptLearner
-from laic_core.relation import relation_embedding
-from laic_core.text_tower import TextTower
+from laic_core.method.centers import assign, assign_labels, centers_loss, steps_for, train_centers
+from laic_core.method.naming import cluster_init_nouns, name_clusters
+from laic_core.method.relation import relation_embedding
+from laic_core.scoring.metrics import cluster_accuracy
+from laic_core.text.encode import encode_texts
+from laic_core.text.prompts import PromptLearner
+from laic_core.text.tower import TextTower
 from tests.conftest import make_image_tree
 
 WORDS = ["apple", "river", "chair", "cloud"]  # arbitrary: nothing to do with the groups

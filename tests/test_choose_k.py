@@ -11,9 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from laic_core import choose_k as ck
 from laic_core.artifacts import save_npy, save_parquet
 from laic_core.errors import LaicError
+from laic_core.scoring import choose_k as ck
+from laic_core.views.figures import choose_k_figure
 from tests.conftest import normalized, provenance_meta, unit_rows
 
 DIM = 16
@@ -113,7 +114,7 @@ def test_same_seeds_same_curves_other_seeds_other_clusterings(nouns):
 
 
 def test_noun_filter_runs_once_per_distinct_number_of_groups(monkeypatch, nouns):
-    import laic_core.noun_filter as noun_filter
+    import laic_core.method.noun_filter as noun_filter
 
     calls = []
     original = noun_filter.spherical_kmeans
@@ -183,10 +184,10 @@ def test_rule_lowers_confidence_for_near_ties_and_for_the_edge_of_the_range():
 
 
 def test_figure_marks_the_suggestion(six_blob_curves, tmp_path):
-    from laic_core.figures import save_figure
+    from laic_core.views.figures import save_figure
 
     suggestion = ck.suggest_k(six_blob_curves)
-    fig = ck.choose_k_figure(six_blob_curves, suggestion, reference_k=4)
+    fig = choose_k_figure(six_blob_curves, suggestion, reference_k=4)
     assert len(fig.axes) == 6
     marked = [line for line in fig.axes[0].get_lines() if line.get_label() == "suggested K=6"]
     assert marked and marked[0].get_xdata()[0] == 6

@@ -7,7 +7,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from laic_core.cluster import (
+from laic_core.errors import LaicError
+from laic_core.method.cluster import (
     clip_kmeans,
     kmeans_fit,
     kmeans_predict,
@@ -16,8 +17,7 @@ from laic_core.cluster import (
     tac_notrain,
     zeroshot_assign,
 )
-from laic_core.errors import LaicError
-from laic_core.relation import relation_matrix, tac_joint_features, tac_text_features
+from laic_core.method.relation import relation_matrix, tac_joint_features, tac_text_features
 from tests.conftest import normalized as unit
 
 

@@ -54,7 +54,7 @@ def test_auto_workers_leave_a_cpu_and_never_make_the_dataloader_warn(monkeypatch
     import torch
     from torch.utils.data import DataLoader
 
-    from laic_core.encode import resolve_num_workers
+    from laic_core.data.encode import resolve_num_workers
 
     for cpus, expected in ((1, 0), (2, 1), (3, 2), (16, 4)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from laic_core.datasets import (
+from laic_core.data.datasets import (
     BENCHMARKS, CIFAR20_CLASSES, CIFAR100_TO_20, IMAGENET10_WNIDS, Benchmark, load_dataset, load_split,
 )
 from laic_core.errors import LaicError
@@ -205,7 +205,7 @@ def _release_lists(root: Path, train: list[str], test: list[str]) -> None:
 
 
 def test_ucf101_class_folders_read_as_words():
-    from laic_core.ucf101 import readable_class_name
+    from laic_core.data.ucf101 import readable_class_name
 
     assert readable_class_name("ApplyEyeMakeup") == "apply eye makeup"
     assert readable_class_name("Apply_Eye_Makeup") == "apply eye makeup"  # CoOp's folder names
@@ -267,7 +267,7 @@ def test_ucf101_without_pyav_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_ucf101_official_release_middle_frames(tmp_path):
     pytest.importorskip("av")
-    from laic_core.encode import preprocess_image
+    from laic_core.data.encode import preprocess_image
 
     root = tmp_path / "ucf"
     red, green, blue, yellow, cyan, white = (230, 20, 20), (20, 230, 20), (20, 20, 230), \
@@ -332,7 +332,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_benchmark_registry_is_consistent():
-    from laic_core import ucf101
+    from laic_core.data import ucf101
 
     assert list(BENCHMARKS)[:3] == ["cifar10", "cifar20", "stl10"]  # the papers' table order
     for name, bench in BENCHMARKS.items():

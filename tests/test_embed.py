@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from laic_core.artifacts import ChunkedArray, load_parquet_meta
-from laic_core.datasets import to_rgb
+from laic_core.data.images import to_rgb
 from laic_core.errors import LaicError
 from tests.conftest import make_image_tree
 
@@ -89,16 +89,16 @@ def test_interrupted_embed_resumes_only_the_remainder(project, monkeypatch):
     assert written == [0, 1]
 
     monkeypatch.setattr(ChunkedArray, "write_chunk", original_write)
-    from laic_core import datasets
+    from laic_core.data import images
 
     loaded = []
-    original_load = datasets.FileSplit.load_image
+    original_load = images.FileSplit.load_image
 
     def counting_load(self, i):
         loaded.append(i)
         return original_load(self, i)
 
-    monkeypatch.setattr(datasets.FileSplit, "load_image", counting_load)
+    monkeypatch.setattr(images.FileSplit, "load_image", counting_load)
     run_embed()
     # Chunks 0 and 1 (rows 0-7) were on disk; only rows 8-14 were encoded again.
     assert sorted(loaded) == list(range(8, 15))
@@ -157,8 +157,8 @@ def test_every_unreadable_image_is_named_in_one_error(project):
 
 
 def test_many_unreadable_images_are_listed_then_counted(tiny_bundle, tmp_path):
-    from laic_core.datasets import load_split
-    from laic_core.encode import encode_images
+    from laic_core.data.datasets import load_split
+    from laic_core.data.encode import encode_images
 
     folder = tmp_path / "many"
     folder.mkdir()

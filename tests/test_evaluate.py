@@ -219,7 +219,7 @@ def test_confusion_csv_and_report(labelled_run):
     assert (frame["actual"] == frame["predicted"]).all()
     assert set(frame["actual"]) == set(CLASSES)
     # the confusion PNG's columns are named after the clusters: 'id name'
-    from laic_core.evaluation import confusion_parts
+    from laic_core.scoring.evaluation import confusion_parts
 
     table, rows, cols, _ = confusion_parts(Y_EVAL, PRED_OURS, K, CLASSES, ["automobile", "kitten", "puppy"])
     assert rows == CLASSES and cols == ["1 kitten", "2 puppy", "0 automobile"]
@@ -241,7 +241,7 @@ def test_confusion_csv_and_report(labelled_run):
 
 
 def test_purity_ks_note_names_the_limit_and_the_fix():
-    from laic_core.report import features_notes, purity_ks_note
+    from laic_core.views.report import features_notes, purity_ks_note
 
     assert purity_ks_note([1, 5, 10], 40, 50000) is None
     assert purity_ks_note([1, 20, 50, 50], 10, 0).startswith("evaluate.purity_ks 20, 50 left out")
@@ -255,7 +255,7 @@ def test_purity_ks_note_names_the_limit_and_the_fix():
 
 
 def test_purity_curves_sample_and_drop_large_k():
-    from laic_core.evaluation import purity_curves
+    from laic_core.scoring.evaluation import purity_curves
 
     rng = np.random.default_rng(0)
     X = _clustered(Y_FIT, rng)
@@ -271,7 +271,7 @@ def test_purity_curves_sample_and_drop_large_k():
 
 
 def test_labels_of_treats_unknowns_as_no_labels():
-    from laic_core.evaluation import labels_of
+    from laic_core.scoring.evaluation import labels_of
 
     assert labels_of(pd.DataFrame({"row": [0, 1]})) is None
     assert labels_of(pd.DataFrame({"row": [0, 1], "label": [-1, -1]})) is None
@@ -312,7 +312,7 @@ def test_without_labels_every_output_exists_and_scores_are_label_free(project):
 
 
 def test_mapped_accuracy_uses_one_matching_for_every_subset():
-    from laic_core.evaluation import mapped_accuracy
+    from laic_core.scoring.evaluation import mapped_accuracy
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     pred = np.array([5, 5, 7, 7, 7, 7])  # matching: 5 -> 0, 7 -> 1
@@ -341,8 +341,8 @@ def _zeroshot_project(folder: Path, config: Path, class_names) -> np.ndarray:
 
 
 def test_zeroshot_assigns_each_image_to_the_nearest_class_ensemble(tmp_path, monkeypatch, tiny_config, tiny_bundle):
-    from laic_core.text_encode import encode_nouns
-    from laic_core.text_tower import TextTower
+    from laic_core.text.encode import encode_nouns
+    from laic_core.text.tower import TextTower
     from stages.zeroshot import main
 
     monkeypatch.chdir(tmp_path)

@@ -9,10 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from laic_core.datasets import load_split
+from laic_core.data.datasets import load_split
 from laic_core.errors import LaicError
-from laic_core.figures import save_figure
-from laic_core.gallery import (cluster_entries, gallery_figures, gallery_members, load_thumbnails,
+from laic_core.views.figures import save_figure
+from laic_core.views.gallery import (cluster_entries, gallery_figures, gallery_members, load_thumbnails,
                                majority_lines, placeholder, source_loader, square_thumbnail)
 from tests.conftest import make_image_tree
 

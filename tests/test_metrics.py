@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from laic_core.errors import LaicError
-from laic_core.metrics import (
+from laic_core.scoring.metrics import (
     ari,
     best_mapping,
     cluster_accuracy,

@@ -6,8 +6,8 @@ import open_clip
 import pytest
 import torch
 
+from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
-from laic_core.models import load_clip
 
 
 def test_config_path_loads_in_eval_mode(tiny_bundle):

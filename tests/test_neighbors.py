@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from laic_core.errors import LaicError
-from laic_core import neighbors
-from laic_core.neighbors import (
+from laic_core.method import neighbors
+from laic_core.method.neighbors import (
     baseline_neighbors,
     choose_knn_method,
     consistency_filter,
@@ -20,7 +20,7 @@ from laic_core.neighbors import (
     neighbor_stats,
     training_pairs,
 )
-from laic_core.relation import normalize_rows, relation_embedding, relation_matrix
+from laic_core.method.relation import normalize_rows, relation_embedding, relation_matrix
 from tests.conftest import unit_rows
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from laic_core.text_encode import encode_nouns
-from laic_core.models import load_clip
-from laic_core.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix
-from laic_core.text_tower import TextTower, encode_token_batches
-from laic_core.vocab import DEFAULT_TEMPLATES
+from laic_core.data.models import load_clip
+from laic_core.text.encode import encode_nouns
+from laic_core.text.prefix_cache import encode_with_prefix_batches, prefix_matches, template_prefix, unsupported_reason
+from laic_core.text.tower import TextTower, encode_token_batches
+from laic_core.text.vocab import DEFAULT_TEMPLATES
 from tests.conftest import TINY_CLIP_CONFIG
 
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
@@ -55,7 +55,7 @@ def _config_bundle(tmp_path_factory, name, **text_cfg):
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_cached_prefix_matches_plain_truncation(tiny_bundle, template):
     tower = TextTower(tiny_bundle.model)
-    assert tower.prefix_cache_unsupported is None
+    assert unsupported_reason(tower) is None
     prompts = [template.replace("{}", n) for n in NOUNS]
     tokens = tiny_bundle.tokenizer(prompts)
     prefix = template_prefix(tower, tiny_bundle.tokenizer, template)
@@ -79,7 +79,7 @@ def test_one_cache_of_all_templates_matches_plain_truncation(tiny_bundle):
 def test_prompts_cut_at_the_context_length_mix_safely(tiny_bundle, monkeypatch):
     # Over-long prompts are cut at 77 tokens; in one batch, a row with a long
     # prefix and one with a short prefix reach past position 76 in their tails.
-    from laic_core import prefix_cache
+    from laic_core.text import prefix_cache
 
     tower = TextTower(tiny_bundle.model)
     templates = ["a photo of the large {}.", "{} in a video game."]
@@ -119,10 +119,10 @@ def test_prompts_not_starting_with_the_prefix_fall_back(tiny_bundle, monkeypatch
     tokens = tok(prompts)
     assert prefix_matches(tower, tokens, prefix).tolist() == [False, True, True, True]
 
-    from laic_core import prefix_cache, text_tower
+    from laic_core.text import prefix_cache
 
     cached, plain = [], []
-    after, plain_batches = prefix_cache.encode_after_prefix, text_tower.encode_token_batches
+    after, plain_batches = prefix_cache.encode_after_prefix, prefix_cache.encode_token_batches
 
     def spy_cached(tower_, cache, which, rest):
         cached.append(rest.shape[0])
@@ -133,7 +133,7 @@ def test_prompts_not_starting_with_the_prefix_fall_back(tiny_bundle, monkeypatch
         return plain_batches(tower_, tokens_, **kw)
 
     monkeypatch.setattr(prefix_cache, "encode_after_prefix", spy_cached)
-    monkeypatch.setattr(text_tower, "encode_token_batches", spy_plain)
+    monkeypatch.setattr(prefix_cache, "encode_token_batches", spy_plain)
     got = _cached(tower, tokens, prefix, batch_size=8)
     monkeypatch.undo()
     assert sum(cached) == 3 and plain == [1]
@@ -151,7 +151,7 @@ def test_a_prefix_holding_the_pooled_token_is_never_cached(tiny_bundle):
 def test_encode_nouns_output_is_unchanged_by_the_cache(tiny_bundle, monkeypatch):
     tower = TextTower(tiny_bundle.model)
     off = encode_nouns(tiny_bundle, tower, NOUNS, TEMPLATES, batch_size=5, prefix_cache=False)
-    from laic_core import prefix_cache
+    from laic_core.text import prefix_cache
 
     templates_per_batch = []
     after = prefix_cache.encode_after_prefix
@@ -174,7 +174,7 @@ def test_encode_nouns_output_is_unchanged_by_the_cache(tiny_bundle, monkeypatch)
 def test_layer_scale_blocks_are_reproduced(tmp_path_factory):
     bundle = _config_bundle(tmp_path_factory, "layerscale", ls_init_value=0.5)
     tower = TextTower(bundle.model)
-    assert tower.prefix_cache_unsupported is None
+    assert unsupported_reason(tower) is None
     with torch.no_grad():  # LayerScale starts at a constant; make it matter
         for block in bundle.model.transformer.resblocks:
             block.ls_1.gamma.uniform_(0.2, 1.5)
@@ -189,8 +189,8 @@ def test_unsupported_block_types_take_the_plain_path(tmp_path_factory, monkeypat
     bundle = _config_bundle(tmp_path_factory, "custom", qk_norm=True)
     tower = TextTower(bundle.model)
     assert tower.causal
-    assert "CustomResidualAttentionBlock" in tower.prefix_cache_unsupported
-    from laic_core import prefix_cache
+    assert "CustomResidualAttentionBlock" in unsupported_reason(tower)
+    from laic_core.text import prefix_cache
 
     monkeypatch.setattr(prefix_cache, "encode_after_prefix",
                         lambda *a: pytest.fail("the prefix cache ran on an unsupported tower"))
@@ -198,7 +198,7 @@ def test_unsupported_block_types_take_the_plain_path(tmp_path_factory, monkeypat
     ref = _plain(bundle, ["a photo of a dog.", "a photo of a cat."]).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
     with pytest.raises(NotImplementedError, match="prefix_cache=False"):
-        tower.build_prefix_cache([torch.tensor([49406])])
+        prefix_cache.build_prefix_cache(tower, [torch.tensor([49406])])
 
 
 def test_non_causal_towers_have_no_prefix_cache(tmp_path_factory):
@@ -208,7 +208,7 @@ def test_non_causal_towers_have_no_prefix_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("bidir") / "laic-tiny-bidir-prefix.json"
     path.write_text(json.dumps(cfg))
     tower = TextTower(load_clip(str(path), "none", "cpu").model)
-    assert "not causal" in tower.prefix_cache_unsupported
+    assert "not causal" in unsupported_reason(tower)
 
 
 @pytest.mark.shared_data
@@ -225,7 +225,7 @@ def test_cache_is_exact_on_the_shared_real_model():
 
 
 def test_batches_bound_their_size_and_padding():
-    from laic_core.prefix_cache import _length_batches
+    from laic_core.text.prefix_cache import _length_batches
 
     lengths = torch.tensor([2] * 7 + [3] * 5 + [4] * 2 + [9])
     one_length = _length_batches(lengths, batch_size=4, slack=1.0)
@@ -240,7 +240,7 @@ def test_batches_bound_their_size_and_padding():
 
 
 def test_cached_batches_respect_batch_size(tiny_bundle, monkeypatch):
-    from laic_core import prefix_cache
+    from laic_core.text import prefix_cache
 
     tower = TextTower(tiny_bundle.model)
     sizes = []

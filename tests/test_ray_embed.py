@@ -18,8 +18,8 @@ import yaml
 
 from laic_core.artifacts import ChunkedArray, load_parquet_meta
 from laic_core.config import params_from_dict
+from laic_core.data.ray_embed import local_cpus, missing_rows, plan_blocks
 from laic_core.errors import LaicError
-from laic_core.ray_embed import local_cpus, missing_rows, plan_blocks
 from tests.conftest import make_image_tree
 
 
@@ -115,7 +115,7 @@ def test_engine_ray_without_ray_says_how_to_install(project, monkeypatch):
 
 
 def test_errors_raised_on_workers_are_found_inside_rays_wrappers():
-    from laic_core.ray_embed import _laic_error_inside
+    from laic_core.data.ray_embed import _laic_error_inside
 
     class Wrapper(Exception):
         def __init__(self, cause):
@@ -144,7 +144,7 @@ def test_errors_raised_on_workers_are_found_inside_rays_wrappers():
 def ray_local():
     """One local Ray instance with two model replicas' worth of CPUs for every test."""
     pytest.importorskip("ray")
-    from laic_core.ray_embed import ray_session
+    from laic_core.data.ray_embed import ray_session
 
     with ray_session("local", workers=2):
         yield
@@ -195,9 +195,9 @@ def test_ray_unreadable_image_fails_with_its_name(project, ray_local):
 def test_a_killed_worker_is_restarted_and_its_batch_redone(project, ray_local, tiny_bundle):
     from PIL import Image
 
-    from laic_core.datasets import TorchvisionSplit
-    from laic_core.encode import encode_images
-    from laic_core.ray_embed import ImageEncoder, encode_images_ray
+    from laic_core.data.datasets import TorchvisionSplit
+    from laic_core.data.encode import encode_images
+    from laic_core.data.ray_embed import ImageEncoder, encode_images_ray
 
     # An in-memory dataset (as torchvision's CIFAR is): the split itself travels to the workers.
     rng = np.random.default_rng(3)

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.special import softmax
 
 from laic_core.errors import LaicError
-from laic_core.relation import (
+from laic_core.method.relation import (
     check_embeddings,
     choose_topk,
     cluster_mean_relations,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from laic_core import figures
 from laic_core.errors import LaicError
-from laic_core.report import (
+from laic_core.scoring.metrics import matched_column_order
+from laic_core.views import figures
+from laic_core.views.report import (
     clusters_table,
     markdown_table,
     percent,
@@ -124,7 +125,7 @@ def test_render_comparison_rows_are_datasets_columns_methods():
 
 def test_matched_column_order_puts_each_matched_cluster_under_its_class():
     # columns are clusters [7, 3, 5, 9]; matching 3 -> class 0, 9 -> class 1, 7 -> class 2; 5 unmatched
-    order = figures.matched_column_order(3, [7, 3, 5, 9], {3: 0, 9: 1, 7: 2}, [0, 1, 2])
+    order = matched_column_order(3, [7, 3, 5, 9], {3: 0, 9: 1, 7: 2}, [0, 1, 2])
     assert order.tolist() == [1, 3, 0, 2]
 
 
@@ -197,7 +198,7 @@ def test_dataset_settings_and_exp_run_command():
 
 
 def test_experiments_read_the_scores_file_the_layout_writes():
-    from laic_core.experiments import SCORES_FILE
+    from laic_core.views.experiments import SCORES_FILE
     from stages import layout
 
     assert SCORES_FILE == layout.SCORES.as_posix()
@@ -213,7 +214,7 @@ def test_parse_overrides():
 
 
 def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
-    from laic_core.experiments import experiment_records, select_runs
+    from laic_core.views.experiments import experiment_records, select_runs
 
     raw = _exp_show(
         ("b" * 40, "table-stl10-1", "2026-01-02T00:00:00", "stl10", _scores(0.98)),
@@ -235,7 +236,7 @@ def test_records_keep_the_newest_run_per_dataset_in_benchmark_order():
 
 
 def test_same_dataset_two_models_get_distinct_labels():
-    from laic_core.experiments import experiment_records, select_runs
+    from laic_core.views.experiments import experiment_records, select_runs
 
     raw = _exp_show(("b" * 40, "a", "2026-01-02T00:00:00", "cifar10", _scores(0.9), "ViT-B-32"),
                     ("c" * 40, "b", "2026-01-02T00:00:00", "cifar10", _scores(0.95), "ViT-L-14"))
@@ -318,7 +319,7 @@ SEEDED = _show_with_params(
 
 
 def test_spread_is_mean_and_sample_sd_of_the_finite_values():
-    from laic_core.experiments import spread
+    from laic_core.views.experiments import spread
 
     s = spread([0.90, 0.92, 0.94, None, float("nan"), True])
     assert s.n == 3 and s.mean == pytest.approx(0.92) and s.sd == pytest.approx(0.02)
@@ -327,7 +328,7 @@ def test_spread_is_mean_and_sample_sd_of_the_finite_values():
 
 
 def test_runs_of_one_setting_are_pooled_by_seed():
-    from laic_core.experiments import experiment_records, group_spreads, select_runs
+    from laic_core.views.experiments import experiment_records, group_spreads, select_runs
 
     rows = select_runs(experiment_records(SEEDED))
     assert [(g.label, g.seeds, [r.name for r in g.runs]) for g in rows] == [
@@ -344,7 +345,7 @@ def test_runs_of_one_setting_are_pooled_by_seed():
 def test_seeded_table_shows_mean_and_sd_and_n_seeds():
     import csv
 
-    from laic_core.experiments import experiment_records, select_runs, table_csv, table_markdown
+    from laic_core.views.experiments import experiment_records, select_runs, table_csv, table_markdown
 
     rows = select_runs(experiment_records(SEEDED))
     text = table_markdown(rows)
@@ -367,7 +368,7 @@ def test_seeded_table_shows_mean_and_sd_and_n_seeds():
 
 
 def test_runs_differing_in_another_param_are_not_pooled():
-    from laic_core.experiments import experiment_records, select_runs, table_markdown
+    from laic_core.views.experiments import experiment_records, select_runs, table_markdown
 
     raw = _show_with_params(
         ("tau1-s0", "2026-01-02T00:00:00", _params(seed=0, tau=0.01), _acc(0.80)),

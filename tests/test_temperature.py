@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
-from laic_core.models import load_clip
-from laic_core.temperature import CLIP_LOGIT_SCALE, model_logit_scale, resolve_temperature
+from laic_core.method.temperature import CLIP_LOGIT_SCALE, model_logit_scale, resolve_temperature
 
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 DEFAULTS = {"relation.tau": 0.5, "centers.tau": 1.0, "nouns.tau": 100.0}  # the params' tau_relative

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from laic_core.text_encode import distinct_token_rows, encode_nouns, encode_texts
-from laic_core.models import load_clip
-from laic_core.text_tower import TextTower, encode_token_batches
+from laic_core.data.models import load_clip
+from laic_core.text.encode import distinct_token_rows, encode_nouns, encode_texts
+from laic_core.text.tower import TextTower, encode_token_batches
 from tests.conftest import TINY_CLIP_CONFIG
 
 PROMPTS = [

@@ -1,4 +1,4 @@
-"""Noun vocabularies and templates (laic_core.vocab), and the TAC noun filter (laic_core.noun_filter)."""
+"""Noun vocabularies and templates (laic_core.text.vocab), and the TAC noun filter (laic_core.method.noun_filter)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laic_core import noun_filter
 from laic_core.errors import LaicError
-from laic_core.noun_filter import default_n_groups, select_nouns, select_nouns_from_centers
-from laic_core.vocab import (
+from laic_core.method import noun_filter
+from laic_core.method.noun_filter import default_n_groups, select_nouns, select_nouns_from_centers
+from laic_core.text.vocab import (
     DEFAULT_TEMPLATES,
     expand_templates,
     load_vocabulary,
@@ -63,7 +63,7 @@ def test_wordnet_list_is_a_fresh_copy_each_call():
 
 
 def test_shipped_gzip_is_reproducible():
-    raw = (importlib.resources.files("laic_core.data") / "wordnet_nouns.txt.gz").read_bytes()
+    raw = (importlib.resources.files("laic_core.text") / "wordnet_nouns.txt.gz").read_bytes()
     assert raw[:2] == b"\x1f\x8b"
     assert raw[4:8] == b"\x00\x00\x00\x00"  # mtime 0
     assert raw[3] & 0x08 == 0  # no file name in the header
@@ -74,7 +74,7 @@ def test_shipped_list_is_what_the_script_builds_from_wordnet():
     script = _load_script()
     nouns = script.wordnet_nouns(DEBIAN_WORDNET.parent)
     payload = script.gzip_bytes("".join(noun + "\n" for noun in nouns))
-    shipped = (importlib.resources.files("laic_core.data") / "wordnet_nouns.txt.gz").read_bytes()
+    shipped = (importlib.resources.files("laic_core.text") / "wordnet_nouns.txt.gz").read_bytes()
     assert payload == shipped
 
 
@@ -387,7 +387,7 @@ def test_select_nouns_filters_against_the_kmeans_centres(monkeypatch):
 
 
 def test_select_nouns_clusters_images_then_filters():
-    pytest.importorskip("laic_core.cluster")
+    pytest.importorskip("laic_core.method.cluster")
     rng = np.random.default_rng(3)
     d = 8
     axes = np.eye(d)

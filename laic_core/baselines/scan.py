@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from laic_core.errors import LaicError
-from laic_core.losses import balance_entropy, pair_consistency
+from laic_core.method.losses import balance_entropy, pair_consistency
 from laic_core.validation import finite_rows, int_at_least, neighbor_index, positive_float
 
 

@@ -30,8 +30,8 @@ import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
-from laic_core.validation import finite_rows, int_at_least
 from laic_core.progress import progress_bar
+from laic_core.validation import finite_rows, int_at_least
 
 KNN_METHODS = ("auto", "exact", "faiss")
 _DEFAULT_MAX_BLOCK_ENTRIES = 1 << 25  # similarity entries per dense block/tile (128 MB of float32)

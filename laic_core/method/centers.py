@@ -1,6 +1,6 @@
 """Adaptive semantic centers: training the K prompts, and assigning images to them.
 
-The centers are the text features of K learnable prompts (`laic_core.prompts`).
+The centers are the text features of K learnable prompts (`laic_core.text.prompts`).
 An image's cluster distribution is ``p(k | i) = softmax_k(v_i . w_k / tau)``,
 tau relative to the model's logit scale (CLIP ViT-B/32: 0.01).
 
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from laic_core.errors import LaicError
-from laic_core.prompts import PromptLearner
+from laic_core.text.prompts import PromptLearner
 from laic_core.validation import bool_mask, cluster_ids, neighbor_index
 
 _ASSIGN_BLOCK = 65536  # rows per block in `assign`: (block, K) float32 temporaries

@@ -2,7 +2,7 @@
 
 Pure functions over arrays and tables; the evaluate stage reads the artifacts
 and writes what these return. Labels ((N,) int, -1 = unknown) enter only here
-and in `laic_core.metrics`: no other part of the library sees them.
+and in `laic_core.scoring.metrics`: no other part of the library sees them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from laic_core.errors import LaicError
-from laic_core.metrics import best_mapping, clustering_scores, confusion, size_balance
 from laic_core.methods import ordered
-from laic_core.report import SCORE_KEYS
+from laic_core.scoring.metrics import (
+    SCORE_KEYS, best_mapping, clustering_scores, confusion, matched_column_order, size_balance,
+)
 
 INTERNAL_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz")
 
@@ -129,7 +130,7 @@ def neighbor_diagnostics(knn_idx: np.ndarray, pseudo: np.ndarray, reliable: np.n
     """The mined neighbours and the filter: label-free agreement with the pseudo-labels for all
     and for reliable anchors; with labels, the purity of all pairs and of the training pairs
     (the reliable anchors')."""
-    from laic_core.neighbors import neighbor_agreement
+    from laic_core.method.neighbors import neighbor_agreement
 
     n = pseudo.shape[0]
     if knn_idx.shape[0] != n or reliable.shape[0] != n:
@@ -166,7 +167,7 @@ def purity_curves(spaces: Mapping[str, Any], labels: np.ndarray, ks, *, sample: 
     curve stays affordable at ImageNet scale. k's >= the number of samples are
     dropped (`purity_ks_note` says so); returns {} when none is left.
     """
-    from laic_core.neighbors import neighbor_purity_curve
+    from laic_core.method.neighbors import neighbor_purity_curve
 
     chosen = np.flatnonzero(labels >= 0)
     if sample and sample < chosen.size:
@@ -199,7 +200,6 @@ def confusion_parts(labels: np.ndarray, pred: np.ndarray, n_clusters: int, class
     labelled sample: actual (class name) and predicted (the class its cluster
     is matched to, or 'cluster <id>' when unmatched), dvc's confusion template.
     """
-    from laic_core.figures import matched_column_order
 
     table, class_ids, cluster_ids = confusion(labels, pred)
     full = np.zeros((table.shape[0], n_clusters), dtype=table.dtype)

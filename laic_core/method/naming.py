@@ -1,7 +1,7 @@
 """Words for clusters: each center's initial noun, and the names reported for each cluster.
 
 Both read per-cluster mean relations, ``(K, M')`` float rows of mean C weight
-over a cluster's members (`laic_core.relation.cluster_mean_relations`), so
+over a cluster's members (`laic_core.method.relation.cluster_mean_relations`), so
 neither ever needs C itself.
 """
 

@@ -5,7 +5,7 @@ Pure functions (no DVC calls, no subprocesses): stages/table.py runs
 commit, experiment or workspace row with its params.yaml and
 metrics/scores.json; `select_runs` picks the table's rows; `table_csv` and
 `table_markdown` render them. Methods come in the registry's order with its
-titles (laic_core.methods, through laic_core.report).
+titles (laic_core.methods, through laic_core.views.report).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-from laic_core.datasets import BENCHMARKS
+from laic_core.data.datasets import BENCHMARKS
 from laic_core.errors import LaicError
 from laic_core.methods import METHODS, ordered as ordered_methods, title as method_title
-from laic_core.report import MISSING, SCORE_KEYS, comparison_columns, comparison_rows, markdown_table, percent
+from laic_core.scoring.metrics import SCORE_KEYS
+from laic_core.views.report import MISSING, comparison_columns, comparison_rows, markdown_table, percent
 
 SCORES_FILE = "metrics/scores.json"  # stages/layout.py's SCORES, as dvc exp show names it
 PARAMS_FILE = "params.yaml"

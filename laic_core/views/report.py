@@ -12,8 +12,8 @@ import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from laic_core.methods import METHODS, ordered as ordered_methods, title as method_title
+from laic_core.scoring.metrics import SCORE_KEYS
 
-SCORE_KEYS = ("acc", "nmi", "ari")
 SIZE_KEYS = ("n", "min_size", "max_size", "n_empty", "size_entropy")
 MISSING = "–"
 _NOUNS_SHOWN = 5

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from laic_core.cluster import spherical_kmeans
 from laic_core.errors import LaicError
+from laic_core.method.cluster import spherical_kmeans
 from laic_core.validation import float_matrix, positive_int
 
 # Rows of the (nouns x centres) similarity block: about 16 MB of float32 per block.

@@ -5,7 +5,7 @@ loss_utils.py, data_utils.py, retrieve_text.py):
 
 - text counterpart of every image: ``s_i = normalise(sum_j softmax_j(v_i . t_j /
   tau) t_j)`` over the selected nouns, tau 0.005 for CLIP (retrieve_text.py;
-  `laic_core.relation.tac_text_features`);
+  `laic_core.method.relation.tac_text_features`);
 - neighbours: the top 50 of every image among the images (``v``) and among the
   text counterparts (``s``), each anchor paired with one neighbour drawn at
   random from each list per epoch (data_utils.NeighborsDataset);
@@ -15,7 +15,7 @@ loss_utils.py, data_utils.py, retrieve_text.py):
   ``distill(p_img(i), p_txt(nb_txt(i))) + distill(p_txt(i), p_img(nb_img(i)))
   + BCE(<p_txt(i), p_img(i)>, 1) - 5 (H(mean p_txt) + H(mean p_img))``,
   distill being the cluster-level InfoNCE at temperature 0.5
-  (`laic_core.losses.cluster_contrastive`);
+  (`laic_core.method.losses.cluster_contrastive`);
 - Adam, lr 1e-3, betas (0.9, 0.99); 20 epochs of batches of 512 (drop_last);
   for K >= 100 (their UCF-101 and ImageNet settings) 100 epochs, batches of
   8192, temperature 5.0;
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from laic_core.errors import LaicError
-from laic_core.losses import balance_entropy, cluster_contrastive, pair_consistency
+from laic_core.method.losses import balance_entropy, cluster_contrastive, pair_consistency
 from laic_core.validation import check_embeddings, int_at_least, neighbor_index, positive_float
 
 LARGE_K = 100  # TAC's UCF-101 / ImageNet settings from this many clusters on

@@ -1,7 +1,7 @@
 """Image embeddings on a Ray cluster: Ray Data batch inference, same chunks as `encode_images`.
 
 `encode_images_ray` fills the missing chunks of a `ChunkedArray` exactly as
-`laic_core.encode.encode_images` does (same rows, same NaN rows for skipped
+`laic_core.data.encode.encode_images` does (same rows, same NaN rows for skipped
 images, same chunk files and key), so a run started by one engine can be
 finished by the other. The work is a Ray Data pipeline:
 
@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from laic_core.artifacts import ChunkAssembler, ChunkedArray
-from laic_core.datasets import FileSplit, ImageSplit
-from laic_core.encode import image_embedding_dim, preprocess_image, unreadable_message
+from laic_core.data.encode import image_embedding_dim, preprocess_image, unreadable_message
+from laic_core.data.images import FileSplit, ImageSplit
+from laic_core.data.models import ClipBundle, load_clip
 from laic_core.errors import LaicError
-from laic_core.models import ClipBundle, load_clip
 from laic_core.progress import progress_bar
 
 INSTALL_HINT = 'pip install -e ".[ray]"'

@@ -1,9 +1,9 @@
 """Noun vocabularies and prompt templates.
 
 The vocabulary is either the WordNet 3.0 noun list shipped in
-``laic_core/data/wordnet_nouns.txt.gz`` (119,034 nouns, built by
+``laic_core/text/wordnet_nouns.txt.gz`` (119,034 nouns, built by
 ``scripts/make_wordnet_nouns.py``) or a user's text file with one noun per line.
-Which nouns matter for a dataset is `laic_core.noun_filter`'s business.
+Which nouns matter for a dataset is `laic_core.method.noun_filter`'s business.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _WORDNET_RESOURCE = "wordnet_nouns.txt.gz"
 
 @functools.lru_cache(maxsize=1)
 def _wordnet_nouns() -> tuple[str, ...]:
-    resource = importlib.resources.files("laic_core.data") / _WORDNET_RESOURCE
+    resource = importlib.resources.files("laic_core.text") / _WORDNET_RESOURCE
     with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
         return tuple(text.read().splitlines())
 

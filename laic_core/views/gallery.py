@@ -15,7 +15,7 @@ Three steps, each usable on its own:
 metadata (rows are not split indices once embed skipped an image);
 `cluster_entries` and `majority_lines` turn `names.json` entries and labels
 into the dicts `gallery_figures` takes. Figures are built without pyplot, like
-those of `laic_core.figures`; save them with `laic_core.figures.save_figure`.
+those of `laic_core.views.figures`; save them with `laic_core.views.figures.save_figure`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
-from laic_core.datasets import ImageSplit, to_rgb
+from laic_core.data.images import ImageSplit, to_rgb
 from laic_core.errors import LaicError
-from laic_core.figures import DPI  # all PNGs of a run read at the same scale
+from laic_core.views.figures import DPI  # all PNGs of a run read at the same scale
 
 
 # ------------------------------------------------------------------ members

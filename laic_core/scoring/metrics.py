@@ -19,6 +19,7 @@ contingency table, so memory is O(N + non-zero cells), never O(N^2); only ACC
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -26,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from laic_core.errors import LaicError
 from laic_core.validation import labels as check_labels
 
+SCORE_KEYS = ("acc", "nmi", "ari")  # what a labelled run is scored by, in the papers' order
 _DECIMALS = 6
 
 
@@ -277,3 +279,26 @@ def size_balance(y_pred, n_clusters: int) -> dict:
         "n_empty": int(np.count_nonzero(sizes == 0)),
         "size_entropy": round(max(normalised_entropy, 0.0), _DECIMALS),
     }
+
+
+def matched_column_order(n_classes: int, cluster_ids: Sequence[int],
+                         mapping: Mapping[int, int], class_ids: Sequence[int]) -> np.ndarray:
+    """Column order that puts the cluster matched to class i under row i.
+
+    cluster_ids (C,): the cluster id of each column; class_ids (R,): the class
+    id of each row; mapping: {cluster id: class id} (the Hungarian matching).
+    Returns (C,) int64 column indices: first the matched clusters in row
+    order, then the unmatched ones in their original order.
+    """
+    cluster_ids = [int(c) for c in cluster_ids]
+    row_of_class = {int(c): i for i, c in enumerate(class_ids)}
+    if len(row_of_class) != n_classes:
+        raise LaicError(f"class_ids has {len(row_of_class)} distinct ids for {n_classes} rows")
+    matched = sorted(
+        (row_of_class[mapping[c]], j) for j, c in enumerate(cluster_ids)
+        if c in mapping and mapping[c] in row_of_class
+    )
+    first = [j for _, j in matched]
+    taken = set(first)
+    rest = [j for j in range(len(cluster_ids)) if j not in taken]
+    return np.asarray(first + rest, dtype=np.int64)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from laic_core.errors import LaicError
-from laic_core.text_tower import TextTower
+from laic_core.text.tower import TextTower
 
 # Initialisation scale of random context vectors (CoOp; open_clip's token-embedding init).
 CTX_INIT_STD = 0.02

@@ -17,8 +17,8 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from laic_core.errors import LaicError
+from laic_core.method.relation import normalize_rows
 from laic_core.progress import progress_bar
-from laic_core.relation import normalize_rows
 from laic_core.validation import check_embeddings, finite_rows, positive_int
 from laic_core.validation import n_clusters as check_n_clusters, seed as check_seed
 

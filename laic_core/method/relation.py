@@ -31,9 +31,9 @@ import scipy.sparse as sp
 import torch
 
 from laic_core.errors import LaicError
-from laic_core.validation import check_embeddings, int_at_least, positive_float
+from laic_core.method.neighbors import _lex_topk
 from laic_core.progress import progress_bar
-from laic_core.neighbors import _lex_topk
+from laic_core.validation import check_embeddings, int_at_least, positive_float
 
 RELATION_KINDS = ("softmax", "ridge")
 DEFAULT_SPARSE_TOPK = 64  # entries kept per row when `choose_topk` decides C is too big to be dense

@@ -8,6 +8,7 @@ writes a PNG atomically.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 
 from laic_core.artifacts import atomic_path
 from laic_core.errors import LaicError
+from laic_core.scoring.choose_k import KCurves, Suggestion, combined_score
 
 MAX_TICK_LABELS = 40  # beyond this many classes the tick labels overlap; show none
 DPI = 110  # every figure of a run, the gallery included, so all PNGs read at the same scale
@@ -47,29 +49,6 @@ def message_figure(text: str, title: str | None = None) -> Figure:
 
 
 # ------------------------------------------------------------------ confusion
-
-
-def matched_column_order(n_classes: int, cluster_ids: Sequence[int],
-                         mapping: Mapping[int, int], class_ids: Sequence[int]) -> np.ndarray:
-    """Column order that puts the cluster matched to class i under row i.
-
-    cluster_ids (C,): the cluster id of each column; class_ids (R,): the class
-    id of each row; mapping: {cluster id: class id} (the Hungarian matching).
-    Returns (C,) int64 column indices: first the matched clusters in row
-    order, then the unmatched ones in their original order.
-    """
-    cluster_ids = [int(c) for c in cluster_ids]
-    row_of_class = {int(c): i for i, c in enumerate(class_ids)}
-    if len(row_of_class) != n_classes:
-        raise LaicError(f"class_ids has {len(row_of_class)} distinct ids for {n_classes} rows")
-    matched = sorted(
-        (row_of_class[mapping[c]], j) for j, c in enumerate(cluster_ids)
-        if c in mapping and mapping[c] in row_of_class
-    )
-    first = [j for _, j in matched]
-    taken = set(first)
-    rest = [j for j in range(len(cluster_ids)) if j not in taken]
-    return np.asarray(first + rest, dtype=np.int64)
 
 
 def confusion_figure(table, row_labels: Sequence[str] | None = None,
@@ -274,4 +253,60 @@ def relation_figure(C_rows, row_clusters, *, max_columns: int = 300,
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------- choosing K
+
+_K_CRITERIA = {
+    "silhouette": "silhouette (cosine), higher is better",
+    "stability": "stability (mean ARI between seeds)",
+    "davies_bouldin": "Davies-Bouldin, lower is better",
+    "calinski_harabasz": "Calinski-Harabasz, higher is better",
+}
+
+
+def choose_k_figure(curves: KCurves, suggestion: Suggestion, *, reference_k: int | None = None,
+                    reference_label: str = "current K", title: str = "Choosing K without labels"):
+    """Five panels against K, the suggestion marked on each, and a text panel with the confidence.
+
+    The first panel is the combined score the suggestion maximises; the
+    contenders are circled there. reference_k: another K to mark (dotted),
+    e.g. params.yaml's current K, or the true K in a benchmark.
+    Returns a `matplotlib.figure.Figure` (no pyplot; save with `figures.save_figure`).
+    """
+    ks = curves.ks
+    fig = _new_figure(13.0, 7.2)
+    axes = fig.subplots(2, 3).ravel()
+    panels = [("score", combined_score(curves), "stability-weighted silhouette (the rule)")]
+    panels += [(name, curves.criterion(name), _K_CRITERIA[name]) for name in
+               ("silhouette", "stability", "davies_bouldin", "calinski_harabasz")]
+    for ax, (name, values, label) in zip(axes, panels):
+        shown = np.where(np.isfinite(values), values, np.nan)
+        if name == "silhouette" and np.isfinite(curves.silhouette_std).any():
+            ax.errorbar(ks, shown, yerr=curves.silhouette_std, marker="o", ms=3, capsize=2)
+        else:
+            ax.plot(ks, shown, marker="o", ms=3)
+        if name == "stability":
+            ax.set_ylim(-0.02, 1.05)
+        ax.axvline(suggestion.k, color="#d9822b", lw=2, alpha=0.8, label=f"suggested K={suggestion.k}")
+        if reference_k is not None and ks[0] <= reference_k <= ks[-1]:
+            ax.axvline(reference_k, color="#555555", ls=":", lw=1.5, label=f"{reference_label}={reference_k}")
+        if name == "score" and suggestion.contenders:
+            chosen = np.isin(ks, suggestion.contenders)
+            ax.plot(ks[chosen], shown[chosen], "o", mfc="none", mec="#d9822b", ms=9, label="within 5%")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("K")
+        ax.grid(alpha=0.3)
+        ax.set_xticks(ks[:: -(-len(ks) // 12)])  # at most 12 ticks: more overlap at this width
+    axes[0].legend(fontsize=8)
+    text_ax = axes[-1]
+    text_ax.set_axis_off()
+    settings = curves.settings
+    how = (f"{settings.get('representation', '?')} rows, {settings.get('rows', '?')} images, "
+           f"{len(settings.get('seeds', []))} seeds, k-means n_init {settings.get('n_init', '?')}")
+    body = "\n".join(textwrap.wrap(suggestion.statement(), 52))
+    text_ax.text(0.0, 1.0, f"{how}\n\n{body}", va="top", ha="left", fontsize=8.5, family="monospace",
+                 transform=text_ax.transAxes)
+    fig.suptitle(f"{title}: suggested K={suggestion.k} ({suggestion.confidence} confidence)")
     return fig

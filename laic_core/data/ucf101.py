@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from laic_core.artifacts import atomic_path
-from laic_core.datasets import FileSplit, _tree_images, name_some
+from laic_core.data.images import FileSplit, name_some, tree_images
 from laic_core.errors import LaicError
 
 NAME = "ucf101"
@@ -150,7 +150,7 @@ def _frames_split(root: Path, split: str) -> FileSplit:
     if unknown:
         raise LaicError(f"{folder}: class folder(s) not in {index_file}: {name_some(unknown)}; "
                         f"rename them to the names {index_file.name} lists or remove them")
-    paths, ignored, tree_notes = _tree_images(folder)
+    paths, ignored, tree_notes = tree_images(folder)
     notes += tree_notes
     if not paths:
         raise LaicError(f"{folder}: no images found{f' (ignored {ignored} other file(s))' if ignored else ''}; "

@@ -129,8 +129,8 @@ def representations(V: np.ndarray, T: np.ndarray | None, ks: Sequence[int],
     computed once and yielded for every K. Memory: one (N, D) array at a time
     beyond the inputs and the (L, d) centres.
     """
-    from laic_core.relation import check_embeddings, relation_embedding
-    from laic_core.noun_filter import default_n_groups, select_nouns
+    from laic_core.method.noun_filter import default_n_groups, select_nouns
+    from laic_core.method.relation import check_embeddings, relation_embedding
 
     V = check_embeddings(V, "image embeddings V")
     s = settings
@@ -178,7 +178,7 @@ def cluster_seeds(X: np.ndarray, k: int, seeds: Sequence[int], *, n_init: int = 
     ``subsample`` fraction of the rows (all rows when 1) and assigns every
     row to its nearest centre, so all clusterings label the same rows.
     """
-    from laic_core.cluster import kmeans_fit, kmeans_predict
+    from laic_core.method.cluster import kmeans_fit, kmeans_predict
 
     if not (isinstance(subsample, numbers.Real) and 0 < subsample <= 1):
         raise LaicError(f"subsample={subsample!r}: give the fraction of rows each seed fits on, in (0, 1]")
@@ -202,7 +202,7 @@ def stability(labelings: np.ndarray) -> float:
     partition; about 0 when they agree no more than chance (below-chance
     agreement counts as 0, so the value stays in [0, 1]).
     """
-    from laic_core.metrics import ari
+    from laic_core.scoring.metrics import ari
 
     labelings = np.asarray(labelings)
     if labelings.ndim != 2 or labelings.shape[0] < 2:
@@ -497,59 +497,3 @@ def compact_ks(values: Sequence[int]) -> str:
 
 # ------------------------------------------------------------------ the figure
 
-_LABELS = {
-    "silhouette": "silhouette (cosine), higher is better",
-    "stability": "stability (mean ARI between seeds)",
-    "davies_bouldin": "Davies-Bouldin, lower is better",
-    "calinski_harabasz": "Calinski-Harabasz, higher is better",
-}
-
-
-def choose_k_figure(curves: KCurves, suggestion: Suggestion, *, reference_k: int | None = None,
-                    reference_label: str = "current K", title: str = "Choosing K without labels"):
-    """Five panels against K, the suggestion marked on each, and a text panel with the confidence.
-
-    The first panel is the combined score the suggestion maximises; the
-    contenders are circled there. reference_k: another K to mark (dotted),
-    e.g. params.yaml's current K, or the true K in a benchmark.
-    Returns a `matplotlib.figure.Figure` (no pyplot; save with `figures.save_figure`).
-    """
-    import textwrap
-
-    from laic_core.figures import _new_figure
-
-    ks = curves.ks
-    fig = _new_figure(13.0, 7.2)
-    axes = fig.subplots(2, 3).ravel()
-    panels = [("score", combined_score(curves), "stability-weighted silhouette (the rule)")]
-    panels += [(name, curves.criterion(name), _LABELS[name]) for name in
-               ("silhouette", "stability", "davies_bouldin", "calinski_harabasz")]
-    for ax, (name, values, label) in zip(axes, panels):
-        shown = np.where(np.isfinite(values), values, np.nan)
-        if name == "silhouette" and np.isfinite(curves.silhouette_std).any():
-            ax.errorbar(ks, shown, yerr=curves.silhouette_std, marker="o", ms=3, capsize=2)
-        else:
-            ax.plot(ks, shown, marker="o", ms=3)
-        if name == "stability":
-            ax.set_ylim(-0.02, 1.05)
-        ax.axvline(suggestion.k, color="#d9822b", lw=2, alpha=0.8, label=f"suggested K={suggestion.k}")
-        if reference_k is not None and ks[0] <= reference_k <= ks[-1]:
-            ax.axvline(reference_k, color="#555555", ls=":", lw=1.5, label=f"{reference_label}={reference_k}")
-        if name == "score" and suggestion.contenders:
-            chosen = np.isin(ks, suggestion.contenders)
-            ax.plot(ks[chosen], shown[chosen], "o", mfc="none", mec="#d9822b", ms=9, label="within 5%")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("K")
-        ax.grid(alpha=0.3)
-        ax.set_xticks(ks[:: -(-len(ks) // 12)])  # at most 12 ticks: more overlap at this width
-    axes[0].legend(fontsize=8)
-    text_ax = axes[-1]
-    text_ax.set_axis_off()
-    settings = curves.settings
-    how = (f"{settings.get('representation', '?')} rows, {settings.get('rows', '?')} images, "
-           f"{len(settings.get('seeds', []))} seeds, k-means n_init {settings.get('n_init', '?')}")
-    body = "\n".join(textwrap.wrap(suggestion.statement(), 52))
-    text_ax.text(0.0, 1.0, f"{how}\n\n{body}", va="top", ha="left", fontsize=8.5, family="monospace",
-                 transform=text_ax.transAxes)
-    fig.suptitle(f"{title}: suggested K={suggestion.k} ({suggestion.confidence} confidence)")
-    return fig

@@ -32,13 +32,12 @@ weights (open_clip's default `ResidualAttentionBlock`), with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from laic_core.text_tower import TextTower
+from laic_core.text.tower import TextTower, encode_token_batches
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class PrefixCache:
     values: tuple[torch.Tensor, ...]
 
 
-def unsupported_reason(tower: "TextTower") -> Optional[str]:
+def unsupported_reason(tower: TextTower) -> Optional[str]:
     """Why the prefix cache would not be exact on this tower, or None when it is."""
     from open_clip.transformer import ResidualAttentionBlock
 
@@ -89,7 +88,7 @@ def unsupported_reason(tower: "TextTower") -> Optional[str]:
     return None
 
 
-def _require_supported(tower: "TextTower") -> None:
+def _require_supported(tower: TextTower) -> None:
     reason = unsupported_reason(tower)
     if reason is not None:
         raise NotImplementedError(
@@ -99,7 +98,7 @@ def _require_supported(tower: "TextTower") -> None:
 
 
 def _forward_blocks(
-    tower: "TextTower",
+    tower: TextTower,
     x: torch.Tensor,
     past: Optional[tuple[PrefixCache, torch.Tensor]],
     *,
@@ -143,7 +142,7 @@ def _forward_blocks(
     return x, kept
 
 
-def build_prefix_cache(tower: "TextTower", prefixes: Sequence[torch.Tensor]) -> PrefixCache:
+def build_prefix_cache(tower: TextTower, prefixes: Sequence[torch.Tensor]) -> PrefixCache:
     """T prefixes, each (P_t,) int64 with 1 <= P_t < context length -> their keys/values.
 
     All prefixes run as one right-padded batch: the tower is causal, so the
@@ -174,7 +173,7 @@ def build_prefix_cache(tower: "TextTower", prefixes: Sequence[torch.Tensor]) -> 
 
 
 def encode_after_prefix(
-    tower: "TextTower", cache: PrefixCache, which: torch.Tensor, rest: torch.Tensor
+    tower: TextTower, cache: PrefixCache, which: torch.Tensor, rest: torch.Tensor
 ) -> torch.Tensor:
     """Features of prompts that start with a cached prefix, from their remaining tokens.
 
@@ -206,7 +205,7 @@ def encode_after_prefix(
     return tower.pool_and_project(x, pos)
 
 
-def template_prefix(tower: "TextTower", tokenizer: Callable, template: str) -> torch.Tensor:
+def template_prefix(tower: TextTower, tokenizer: Callable, template: str) -> torch.Tensor:
     """(P,) int64: the tokens every prompt of `template` should start with.
 
     The tokenization of the text before "{}" up to (not including) its EOT.
@@ -225,7 +224,7 @@ def template_prefix(tower: "TextTower", tokenizer: Callable, template: str) -> t
     return prefix.to(torch.long)
 
 
-def prefix_matches(tower: "TextTower", tokens: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+def prefix_matches(tower: TextTower, tokens: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     """(N,) bool: which rows of (N, L) `tokens` start with (P,) `prefix` and pool after it.
 
     Only those rows may take the cached path; the rest must be encoded whole.
@@ -269,7 +268,7 @@ def _length_batches(sorted_lengths: torch.Tensor, batch_size: int, slack: float 
 
 
 def encode_with_prefix_batches(
-    tower: "TextTower",
+    tower: TextTower,
     tokens: torch.Tensor,
     which: torch.Tensor,
     prefixes: Sequence[torch.Tensor],
@@ -288,8 +287,6 @@ def encode_with_prefix_batches(
     Rows come back in input order. The tower must support the cache
     (`unsupported_reason(tower) is None`).
     """
-    from laic_core.text_tower import encode_token_batches
-
     _require_supported(tower)
     which = which.to(torch.long)
     lengths = torch.tensor([int(p.shape[0]) for p in prefixes], dtype=torch.long)

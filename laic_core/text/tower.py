@@ -12,8 +12,8 @@ The same entry point, `encode_embeddings`, serves prompt learning: callers
 may replace token embeddings (learnable context vectors) before the tower.
 
 Causality also lets prompts that share leading tokens (a template's words
-before the noun) share their keys and values: `build_prefix_cache` and
-`encode_with_prefix` reach `laic_core.prefix_cache` through the tower.
+before the noun) share their keys and values: `laic_core.text.prefix_cache`
+builds on this module (and not the other way round).
 """
 
 from __future__ import annotations
@@ -158,33 +158,6 @@ class TextTower:
         if proj is not None:
             pooled = proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
         return pooled
-
-    # The prefix key/value cache (laic_core.prefix_cache) is reached through
-    # the tower, so callers keep one entry point to the text side.
-
-    @property
-    def prefix_cache_unsupported(self) -> str | None:
-        """Why a prefix key/value cache would not be exact here, or None when it would."""
-        from laic_core.prefix_cache import unsupported_reason
-
-        return unsupported_reason(self)
-
-    def build_prefix_cache(self, prefixes):
-        """T prefixes, each (P_t,) int64 tokens -> a `PrefixCache` of their keys/values in every block."""
-        from laic_core.prefix_cache import build_prefix_cache
-
-        return build_prefix_cache(self, prefixes)
-
-    def encode_with_prefix(self, cache, which: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-        """(B, S) tokens that follow cached prefix `which` (B,) -> (B, D) unnormalised features.
-
-        Equal (up to float rounding) to `encode` of the full prompts
-        `cat(cache.tokens[which[b]], rest[b])`; see
-        `laic_core.prefix_cache.encode_after_prefix`.
-        """
-        from laic_core.prefix_cache import encode_after_prefix
-
-        return encode_after_prefix(self, cache, which, rest)
 
 
 def encode_token_batches(

@@ -1,7 +1,7 @@
 """Encode texts with a CLIP text tower: plain texts, and nouns under a template ensemble.
 
-Exact dynamic truncation everywhere the tower allows it (laic_core.text_tower),
-and each template's shared prefix encoded once (laic_core.prefix_cache).
+Exact dynamic truncation everywhere the tower allows it (laic_core.text.tower),
+and each template's shared prefix encoded once (laic_core.text.prefix_cache).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from laic_core.models import ClipBundle
-from laic_core.prefix_cache import encode_with_prefix_batches, template_prefix
-from laic_core.text_tower import TextTower, encode_token_batches
-from laic_core.vocab import expand_templates, validate_templates
+from laic_core.data.models import ClipBundle
+from laic_core.text.prefix_cache import encode_with_prefix_batches, template_prefix, unsupported_reason
+from laic_core.text.tower import TextTower, encode_token_batches
+from laic_core.text.vocab import expand_templates, validate_templates
 
 
 def encode_texts(
@@ -27,7 +27,7 @@ def encode_texts(
     """(len(texts),) strings -> (len(texts), D) float32 L2-normalised text embeddings.
 
     Uses exact dynamic truncation where the text tower allows it
-    (see `laic_core.text_tower`).
+    (see `laic_core.text.tower`).
     """
     if len(texts) == 0:
         raise ValueError("no texts to encode")
@@ -68,13 +68,13 @@ def encode_nouns(
 
     With `prefix_cache` (and `truncate`) on a tower that supports it, each
     template's shared leading tokens are encoded once and reused
-    (`laic_core.prefix_cache`); the features equal the plain truncated path's
+    (`laic_core.text.prefix_cache`); the features equal the plain truncated path's
     up to float rounding. Otherwise every prompt is encoded whole.
     """
     templates = validate_templates(templates)
     prompts = expand_templates(list(nouns), templates)
     tokens = bundle.tokenizer(prompts)
-    if truncate and prefix_cache and tower.prefix_cache_unsupported is None:
+    if truncate and prefix_cache and unsupported_reason(tower) is None:
         prefixes = [template_prefix(tower, bundle.tokenizer, t) for t in templates]
         which = torch.arange(len(templates)).repeat(len(nouns))  # prompts are noun-major
         feats = encode_with_prefix_batches(

@@ -7,15 +7,12 @@ the many-dataset table (stages/table.py) builds its settings from it, so a
 new benchmark is one `register_benchmark(...)` here, plus its name in
 README.md and in params.yaml's `dataset.name` comment (a test checks both).
 
-An `ImageSplit` is an ordered list of images with optional integer labels
-(-1 where unknown) and class names. It loads raw PIL images by index and
-says where each came from; decoding problems surface per image so the
-caller can fail with the file's name or skip it.
+The splits themselves (`ImageSplit`, `FileSplit`) and the reading of image
+files live in `laic_core.data.images`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,12 +20,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from laic_core.data.images import IMAGE_EXTENSIONS, FileSplit, ImageSplit, name_some, tree_images
+from laic_core.data.ucf101 import ucf101_split
 from laic_core.errors import LaicError
 from laic_core.provenance import digest
-
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-)
 
 # CIFAR-100 fine label -> one of the 20 standard super-classes (the map
 # every CIFAR-20 clustering result uses; CIFAR-100's own coarse labels).
@@ -68,107 +63,6 @@ WNID_NAMES = {
     "n02105056": "groenendael", "n02105412": "kelpie", "n02105855": "Shetland sheepdog",
     "n02107142": "Doberman", "n02110958": "pug", "n02112137": "chow chow",
 }
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB, fully decoded.
-
-    Grayscale, palette and CMYK convert directly; 16-bit and 32-bit integer
-    images are rescaled to 8 bits (PIL's own conversion would clip them);
-    images with transparency are composited over white rather than having
-    their hidden colour channels exposed.
-    """
-    img.load()  # decode now, so truncated files fail here and not later
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode != "RGB":
-        return img.convert("RGB")
-    return img
-
-
-class ImageSplit:
-    """An ordered list of images of one split; subclasses say how to load them."""
-
-    name: str
-    labels: np.ndarray | None  # (N,) int64, -1 where unknown; None when no label at all
-    class_names: list[str] | None
-    # What a user should know about how the split was read (skipped link
-    # loops, images without a class); embed prints them and records them in
-    # the features metadata, so nothing is dropped or changed unannounced.
-    notes: list[str]
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def load_image(self, i: int) -> Image.Image:
-        raise NotImplementedError
-
-    def source(self, i: int) -> str:
-        """Where image i came from: a file path, or `<dataset>:<split>[i]`."""
-        raise NotImplementedError
-
-    def sources(self) -> list[str]:
-        return [self.source(i) for i in range(len(self))]
-
-    def identity(self) -> dict[str, Any]:
-        """What the embeddings of this split depend on, for resumable work."""
-        raise NotImplementedError
-
-
-class FileSplit(ImageSplit):
-    """Images stored as files (ImageFolder trees and manifests)."""
-
-    def __init__(self, name: str, paths: list[Path], labels: np.ndarray | None,
-                 class_names: list[str] | None, notes: list[str] | None = None):
-        self.name = name
-        self.paths = [str(p) for p in paths]
-        self.labels = labels
-        self.class_names = class_names
-        self.notes = list(notes or [])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load_image(self, i: int) -> Image.Image:
-        path = self.paths[i]
-        try:
-            return Image.open(path)
-        except FileNotFoundError:
-            # A broken link is listed on purpose (so it is reported, not
-            # dropped); say what it is rather than "no such file".
-            if os.path.islink(path):
-                raise FileNotFoundError(f"broken symbolic link to {os.readlink(path)}") from None
-            raise
-
-    def source(self, i: int) -> str:
-        return self.paths[i]
-
-    def sources(self) -> list[str]:
-        return list(self.paths)
-
-    def identity(self) -> dict[str, Any]:
-        stats = []
-        for p in self.paths:
-            try:
-                st = os.stat(p)
-                stats.append((p, st.st_size, st.st_mtime_ns))
-            except OSError:
-                stats.append((p, -1, -1))
-        return {"kind": "files", "name": self.name, "files": stats}
 
 
 class TorchvisionSplit(ImageSplit):
@@ -265,88 +159,8 @@ def _imagenet_split(bench: "Benchmark", root: Path, split: str, download: bool) 
 
 
 def _ucf101_split(bench: "Benchmark", root: Path, split: str, download: bool) -> ImageSplit:
-    from laic_core.ucf101 import ucf101_split  # imports this module
 
     return ucf101_split(root, split)
-
-
-# ---------------------------------------------------------------- files
-
-
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-MAX_LISTED = 20  # file names quoted in one message; the rest are counted
-
-
-def name_some(paths: list, limit: int = MAX_LISTED) -> str:
-    """'a, b, c' or 'a, b, ... and 7 more' (messages stay readable for any count)."""
-    shown = ", ".join(str(p) for p in paths[:limit])
-    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
-
-
-def walk_files(folder: Path) -> tuple[list[Path], list[Path], list[str]]:
-    """Every file under `folder`, following symbolic links to folders.
-
-    `Path.rglob` does not follow linked folders, which silently dropped every
-    class kept as a link (a common way to assemble a dataset). Returns
-    (files, broken links, notes), files sorted as `sorted(Path)` sorts them.
-    A link back to a folder that contains it (a loop) is not entered again
-    and is named in the notes; two links to the same folder are both
-    listed, as the tree says. An unreadable folder is an error rather than
-    a silently missing class.
-    """
-    files: list[Path] = []
-    broken: list[Path] = []
-    notes: list[str] = []
-    stack = [(Path(folder), frozenset({os.path.realpath(folder)}))]
-    while stack:
-        current, ancestors = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError as exc:
-            raise LaicError(f"{current}: cannot list this folder ({exc.strerror or exc}); "
-                            "fix its permissions or move it out of dataset.root") from exc
-        for entry in entries:
-            path = Path(entry.path)
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-                is_file = not is_dir and entry.is_file(follow_symlinks=True)
-            except OSError:
-                is_dir = is_file = False
-            if is_dir:
-                real = os.path.realpath(path)
-                if real in ancestors:
-                    notes.append(f"skipped {path}: a symbolic link to {real}, which contains it (a loop)")
-                    continue
-                stack.append((path, ancestors | {real}))
-            elif is_file:
-                files.append(path)
-            elif entry.is_symlink():
-                broken.append(path)
-    return sorted(files), sorted(broken), notes
-
-
-def _tree_images(folder: Path) -> tuple[list[Path], int, list[str]]:
-    """(image paths, other files ignored, notes) under folder.
-
-    A broken link named like an image is kept, so that embed reports it as
-    unreadable (an error, or a recorded skip with embed.on_error: skip). A
-    broken link with any other name may have been a whole class folder: that
-    is an error naming every such link.
-    """
-    files, broken, notes = walk_files(folder)
-    images = [p for p in files if _is_image_file(p)]
-    broken_images = [p for p in broken if _is_image_file(p)]
-    other_broken = [p for p in broken if not _is_image_file(p) and not p.name.startswith(".")]
-    if other_broken:
-        raise LaicError(
-            f"{folder}: {len(other_broken)} broken symbolic link(s), which may have been class folders: "
-            + name_some([f"{p} -> {os.readlink(p)}" for p in other_broken])
-            + "; point them at existing folders or remove them"
-        )
-    return sorted(images + broken_images), len(files) - len(images), notes
 
 
 def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
@@ -379,7 +193,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
         labels = []
         notes: list[str] = []
         for c, wnid in enumerate(wnids):
-            found, _, found_notes = _tree_images(folder / wnid)
+            found, _, found_notes = tree_images(folder / wnid)
             paths += found
             labels += [c] * len(found)
             notes += found_notes
@@ -388,7 +202,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
         names = _class_names_file(root, wnids) or [WNID_NAMES.get(w, w) for w in wnids]
         return FileSplit(name or str(folder), paths, np.asarray(labels, np.int64), names, notes)
 
-    paths, ignored, notes = _tree_images(folder)
+    paths, ignored, notes = tree_images(folder)
     if not paths:
         raise LaicError(
             f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}"
@@ -523,7 +337,7 @@ class Benchmark:
     `source` says how it is read: `torchvision` (downloaded into dataset.root
     by `make`), `imagenet` (a local `<root>/<split>/<wnid>/` tree, restricted
     to `wnids` when given) or `ucf101` (middle frames from a local root,
-    laic_core/ucf101.py). Class names come from the dataset itself (torchvision's
+    laic_core/data/ucf101.py). Class names come from the dataset itself (torchvision's
     `classes`, ImageNet's classes.csv / LOC_synset_mapping.txt or WNID_NAMES,
     UCF-101's folder names as words) unless `class_names` fixes them.
     """

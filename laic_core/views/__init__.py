@@ -1,0 +1,5 @@
+"""What people read and look at: the Markdown report (`report`), figures (`figures`), the cluster
+gallery (`gallery`) and the many-dataset table from `dvc exp show` records (`experiments`).
+
+May import every other part of laic_core; nothing outside `views` imports it.
+"""

@@ -1,0 +1,49 @@
+"""What a stage does before its work: read params.yaml, check what it reads against it, resolve temperatures.
+
+    ctx = open_stage(params_file, [layout.features_meta("fit"), layout.SELECTED_NOUNS])
+    params, tau = ctx.params, ctx.temperature("relation")
+
+The check (`laic_core.provenance.check_against_params`) refuses artifacts made
+by another model than the one params.yaml names now, naming the stale file and
+`dvc repro`; temperatures set to `auto` resolve against the logit scale those
+artifacts record (`laic_core.method.temperature`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import typer
+
+from laic_core.config import Params, load_params
+from laic_core.method.temperature import resolve_temperature
+from laic_core.provenance import check_against_params
+from stages import layout
+
+# Every stage's `--params` option: the parameters file, params.yaml unless told.
+PARAMS_OPTION = typer.Option("params.yaml", "--params", help="parameters file")
+
+
+@dataclass(frozen=True)
+class StageContext:
+    params: Params
+    provenance: dict[str, Any] = field(default_factory=dict)  # the model the checked artifacts record
+
+    @property
+    def logit_scale(self) -> float | None:
+        return self.provenance.get("logit_scale")
+
+    def temperature(self, section: str) -> float:
+        """`<section>.tau` resolved for the model ('auto' -> `<section>.tau_relative` / its logit scale)."""
+        settings = getattr(self.params, section)
+        return resolve_temperature(settings.tau, settings.tau_relative, self.logit_scale, f"{section}.tau")
+
+
+def open_stage(params_file: str | Path, checked: Sequence[str | Path] = ()) -> StageContext:
+    """params.yaml, validated, and the provenance of `checked` artifacts, checked against its model."""
+    params = load_params(params_file)
+    provenance = (check_against_params(checked, params.model, params_file, layout.HASH_CACHE)
+                  if checked else {})
+    return StageContext(params, provenance)
