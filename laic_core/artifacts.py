@@ -175,6 +175,10 @@ class ChunkedArray:
     def missing(self) -> list[int]:
         return [i for i in range(self.n_chunks) if not self._chunk_path(i).is_file()]
 
+    def missing_rows(self) -> list[int]:
+        """Row ids of the chunks not yet on disk, in order: what a resumed run still has to compute."""
+        return [i for c in self.missing() for i in self.chunk_rows(c)]
+
     def write_chunk(self, i: int, rows: np.ndarray) -> None:
         expected = len(self.chunk_rows(i))
         if rows.shape[0] != expected:

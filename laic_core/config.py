@@ -120,6 +120,8 @@ class TacParams:
 
 @dataclass(frozen=True)
 class ScanParams:
+    """SCAN's published frozen-backbone settings (scan_imagenet_50.yml); `baselines.scan.ScanSettings` adds the fixed ones."""
+
     epochs: int = 100
     batch_size: int = 512
     lr: float = 5.0

@@ -21,7 +21,7 @@ import typer
 
 from laic_core.artifacts import ChunkedArray, load_json, save_csv
 from laic_core.data.datasets import load_split
-from laic_core.data.encode import encode_images, image_embedding_dim
+from laic_core.data.encode import check_on_error, encode_images, image_embedding_dim
 from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
 from laic_core.method.centers import assign_labels
@@ -63,8 +63,7 @@ def main(
     params_file: Path = PARAMS_OPTION,
     on_error: str = typer.Option("fail", "--on-error", help="fail | skip unreadable images"),
 ) -> None:
-    if on_error not in ("fail", "skip"):
-        raise LaicError(f"--on-error: {on_error!r} must be 'fail' or 'skip'")
+    check_on_error(on_error, "--on-error")
     if not folder.is_dir():
         raise LaicError(f"{folder}: no such folder of images")
     params = open_stage(params_file).params

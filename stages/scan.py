@@ -8,6 +8,7 @@ scan_confidence) and metrics/scan_history.csv. No label is read.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,8 +33,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     p = params.scan
     K = params.dataset.num_clusters
     V = {role: load_embeddings(layout.features(role)) for role in layout.ROLES}
-    settings = ScanSettings(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, heads=p.heads,
-                            entropy_weight=p.entropy_weight)
+    settings = ScanSettings(**dataclasses.asdict(p))
     image_knn, note = baseline_neighbors(load_npy(layout.IMAGE_KNN), len(V["fit"]), settings.knn,
                                          str(layout.IMAGE_KNN), "SCAN")
     if note:

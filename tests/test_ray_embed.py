@@ -18,7 +18,7 @@ import yaml
 
 from laic_core.artifacts import ChunkedArray, load_parquet_meta
 from laic_core.config import params_from_dict
-from laic_core.data.ray_embed import local_cpus, missing_rows, plan_blocks
+from laic_core.data.ray_embed import local_cpus, plan_blocks
 from laic_core.errors import LaicError
 from tests.conftest import make_image_tree
 
@@ -72,7 +72,7 @@ def set_embed(**embed):
 def test_blocks_cover_exactly_the_rows_of_missing_chunks(tmp_path):
     out = ChunkedArray(tmp_path / "x.npy", 11, 4, key="k")  # chunks: 0-3, 4-7, 8-10
     out.write_chunk(1, np.zeros((4, 2), np.float32))
-    rows = missing_rows(out)
+    rows = out.missing_rows()
     assert rows == [0, 1, 2, 3, 8, 9, 10]
     blocks = plan_blocks(rows, 3)
     assert [b.tolist() for b in blocks] == [[0, 1, 2], [3, 8, 9], [10]]

@@ -15,8 +15,8 @@ from laic_core.views import figures
 from laic_core.views.report import (
     clusters_table,
     markdown_table,
+    methods_table,
     percent,
-    render_comparison,
     render_report,
     scores_table,
 )
@@ -112,12 +112,13 @@ def test_render_report_without_labels_or_optional_parts():
     assert "## Clusters" not in text and "## Figures" not in text
 
 
-def test_render_comparison_rows_are_datasets_columns_methods():
-    text = render_comparison([("cifar10", SCORES), ("stl10", {"ours": {"acc": 0.985, "nmi": 0.96, "ari": 0.97}})])
-    lines = text.splitlines()
-    assert lines[0].startswith("| dataset | CLIP k-means ACC | CLIP k-means NMI | CLIP k-means ARI | ours ACC")
-    assert lines[2].startswith("| cifar10 | 75.4 | 70.0 | 61.0 | 92.9 | 87.1 | 85.0 | 88.0")
-    assert lines[3] == "| stl10 | – | – | – | 98.5 | 96.0 | 97.0 | – | – | – |"
+def test_methods_table_says_how_each_method_clusters():
+    table = methods_table(["ours", "clip_kmeans", "zeroshot", "scan"])
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert "trained (seeded), uses the nouns" in rows["ours"]
+    assert "k-means, no training, images only" in rows["clip_kmeans"]
+    assert "trained (seeded), images only" in rows["scan"]
+    assert "reference: reads the true class names" in rows["zeroshot"]
 
 
 # ------------------------------------------------------------------ figures

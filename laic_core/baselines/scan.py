@@ -27,21 +27,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from laic_core.baselines import tac
+from laic_core.config import ScanParams
 from laic_core.errors import LaicError
 from laic_core.method.losses import balance_entropy, pair_consistency
+from laic_core.progress import progress_bar
 from laic_core.validation import finite_rows, int_at_least, neighbor_index, positive_float
 
 
 @dataclass(frozen=True)
-class ScanSettings:
-    """SCAN's published hyperparameters for a frozen backbone (scan_imagenet_50.yml)."""
+class ScanSettings(ScanParams):
+    """SCAN's published hyperparameters for a frozen backbone (scan_imagenet_50.yml).
 
-    epochs: int = 100
-    batch_size: int = 512
-    lr: float = 5.0
+    Those a user may change are params.yaml's `scan:` section, whose defaults
+    live in `config.ScanParams` only; these two are fixed.
+    """
+
     momentum: float = 0.9
-    entropy_weight: float = 5.0
-    heads: int = 10
     knn: int = 50
 
 
@@ -97,8 +99,6 @@ def train_scan(
     knn_t = torch.from_numpy(knn_idx.astype(np.int64))
     steps_per_epoch = -(-n // batch)
     history = []
-    from laic_core.progress import progress_bar
-
     with progress_bar(settings.epochs * steps_per_epoch, "scan", unit="step", enabled=progress) as bar:
         for epoch in range(settings.epochs):
             order = torch.randperm(n, generator=gen)
@@ -152,13 +152,4 @@ def lowest_loss_head(model: ScanHeads, X: torch.Tensor, knn_idx: torch.Tensor, e
 
 def predict(head: torch.nn.Linear, X, *, block_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N,) int64, confidence (N,) float32 = max softmax) of one linear head, in blocks."""
-    device = head.weight.device
-    labels = np.empty(X.shape[0], np.int64)
-    confidence = np.empty(X.shape[0], np.float32)
-    with torch.no_grad():
-        for start in range(0, X.shape[0], block_size):
-            block = torch.from_numpy(np.array(X[start:start + block_size], dtype=np.float32)).to(device)
-            top, arg = F.softmax(head(block), dim=1).max(dim=1)
-            labels[start:start + len(block)] = arg.cpu().numpy()
-            confidence[start:start + len(block)] = top.cpu().numpy()
-    return labels, confidence
+    return tac.predict(torch.nn.Sequential(head, torch.nn.Softmax(dim=1)), X, block_size=block_size)

@@ -36,6 +36,7 @@ import torch
 
 from laic_core.errors import LaicError
 from laic_core.method.losses import balance_entropy, cluster_contrastive, pair_consistency
+from laic_core.progress import progress_bar
 from laic_core.validation import check_embeddings, int_at_least, neighbor_index, positive_float
 
 LARGE_K = 100  # TAC's UCF-101 / ImageNet settings from this many clusters on
@@ -117,7 +118,7 @@ def train_tac(
     knn_img_t, knn_txt_t = torch.from_numpy(knn_image), torch.from_numpy(knn_text)
     steps_per_epoch = n // batch  # drop_last, as TAC's DataLoader
     history = []
-    bar = _bar(settings.epochs * steps_per_epoch, "tac", progress)
+    bar = progress_bar(settings.epochs * steps_per_epoch, "tac", unit="step", enabled=progress)
     try:
         for epoch in range(settings.epochs):
             head_txt.train(), head_img.train()
@@ -163,8 +164,3 @@ def predict(head: torch.nn.Module, X, *, block_size: int = 65536) -> tuple[np.nd
             confidence[start:start + len(block)] = top.cpu().numpy()
     return labels, confidence
 
-
-def _bar(total: int, desc: str, enabled: bool):
-    from laic_core.progress import progress_bar
-
-    return progress_bar(total, desc, unit="step", enabled=enabled)

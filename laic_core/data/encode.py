@@ -50,6 +50,12 @@ def _collate(items):
     return batch, [i for _, i, _ in items], [err for _, _, err in items]
 
 
+def check_on_error(on_error: str, key: str = "embed.on_error") -> None:
+    """What to do with an unreadable image: 'fail' (one error naming every such file) or 'skip'."""
+    if on_error not in ("fail", "skip"):
+        raise LaicError(f"{key}: {on_error!r} must be 'fail' or 'skip'")
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
     try:
@@ -94,11 +100,9 @@ def encode_images(
     LaicError naming every unreadable file and the fix (`skip_hint`: how the
     caller's user turns skipping on). `num_workers`: an int or "auto".
     """
-    if on_error not in ("fail", "skip"):
-        raise LaicError(f"embed.on_error: {on_error!r} must be 'fail' or 'skip'")
+    check_on_error(on_error)
     num_workers = resolve_num_workers(num_workers)
-    missing = out.missing()
-    indices = [i for c in missing for i in out.chunk_rows(c)]
+    indices = out.missing_rows()
     failures: list[tuple[int, str]] = []
     if not indices:
         return failures

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from laic_core.artifacts import ChunkAssembler, ChunkedArray
-from laic_core.data.encode import image_embedding_dim, preprocess_image, unreadable_message
+from laic_core.data.encode import check_on_error, image_embedding_dim, preprocess_image, unreadable_message
 from laic_core.data.images import FileSplit, ImageSplit
 from laic_core.data.models import ClipBundle, load_clip
 from laic_core.errors import LaicError
@@ -132,11 +132,6 @@ def worker_device(device: str = "auto") -> str:
             "model.device: 'cuda' was asked for but the Ray cluster has no GPU; use 'auto' or 'cpu'"
         )
     return device
-
-
-def missing_rows(out: ChunkedArray) -> list[int]:
-    """Row ids of the chunks of `out` not yet on disk, in order."""
-    return [i for c in out.missing() for i in out.chunk_rows(c)]
 
 
 def plan_blocks(rows: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -279,11 +274,10 @@ def encode_images_ray(
         start-up included), `first_batch_s` (until the first batch came
         back) and `images`.
     """
-    if on_error not in ("fail", "skip"):
-        raise LaicError(f"embed.on_error: {on_error!r} must be 'fail' or 'skip'")
+    check_on_error(on_error)
     if workers < 1:
         raise LaicError(f"embed.ray_workers: {workers!r} must be an integer >= 1")
-    rows = missing_rows(out)
+    rows = out.missing_rows()
     failures: list[tuple[int, str]] = []
     if not rows:
         return failures

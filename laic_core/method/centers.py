@@ -31,13 +31,13 @@ steps (`centers.steps`), so the cost does not grow with N.
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from laic_core.errors import LaicError
+from laic_core.progress import progress_bar
 from laic_core.text.prompts import PromptLearner
 from laic_core.validation import bool_mask, cluster_ids, neighbor_index
 
@@ -158,11 +158,7 @@ def train_centers(
     history: list[dict] = []
     sums = {"loss": 0.0, "consistency": 0.0, "entropy": 0.0, "ce": 0.0}
     since = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="centers", unit="step", dynamic_ncols=True, file=sys.stderr, disable=None)
+    bar = progress_bar(steps, "centers", unit="step", enabled=progress)
     learner.train()
     try:
         for step in range(steps):
@@ -186,13 +182,11 @@ def train_centers(
                 history.append({"step": step + 1, **{k: v / since for k, v in sums.items()}})
                 sums = dict.fromkeys(sums, 0.0)
                 since = 0
-            if bar is not None:
-                bar.update(1)
-                if since == 0:
-                    bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            bar.update(1)
+            if since == 0:
+                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         learner.eval()
     return history
 

@@ -22,7 +22,7 @@ from laic_core.data.datasets import BENCHMARKS
 from laic_core.errors import LaicError
 from laic_core.methods import METHODS, ordered as ordered_methods, title as method_title
 from laic_core.scoring.metrics import SCORE_KEYS
-from laic_core.views.report import MISSING, comparison_columns, comparison_rows, markdown_table, percent
+from laic_core.views.report import MISSING, markdown_table, percent
 
 SCORES_FILE = "metrics/scores.json"  # stages/layout.py's SCORES, as dvc exp show names it
 PARAMS_FILE = "params.yaml"
@@ -244,6 +244,31 @@ def select_runs(records: Sequence[Record], *, every_run: bool = False, every_set
 
 
 # ------------------------------------------------------------------ mean and spread over seeds
+
+
+def comparison_columns(methods: Sequence[str], metrics: Sequence[str] = SCORE_KEYS) -> list[str]:
+    """Flat column keys 'method.metric' in method-major order."""
+    return [f"{m}.{k}" for m in methods for k in metrics]
+
+
+def comparison_rows(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
+                    methods: Sequence[str] | None = None,
+                    metrics: Sequence[str] = SCORE_KEYS) -> tuple[list[str], list[list[Any]]]:
+    """(methods, rows): one row per run, [label, value per method x metric] (None where absent).
+
+    runs: [(row label, scores dict)]; methods default to every method any run
+    has, in the papers' order.
+    """
+    if methods is None:
+        methods = ordered_methods(m for _, scores in runs for m, v in scores.items() if isinstance(v, Mapping))
+    rows = []
+    for label, scores in runs:
+        row: list[Any] = [label]
+        for m in methods:
+            entry = scores.get(m) if isinstance(scores.get(m), Mapping) else {}
+            row += [entry.get(k) for k in metrics]
+        rows.append(row)
+    return list(methods), rows
 
 
 @dataclass(frozen=True)

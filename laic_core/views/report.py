@@ -1,4 +1,4 @@
-"""Markdown rendering of a run's results and of a many-dataset comparison.
+"""Markdown rendering of a run's results (the many-dataset table is `experiments`).
 
 Pure functions: dicts in (the contents of metrics/scores.json,
 diagnostics.json, data/centers/names.json, params), a Markdown string out.
@@ -208,10 +208,19 @@ def cost_table(cost: Mapping[str, Mapping]) -> str:
     return markdown_table(["stage", "wall s", "CPU s", "peak RSS MiB", "peak GPU MiB"], rows)
 
 
+def method_kind(name: str) -> str:
+    """How a registered method clusters, from its registry entry: what a reader weighs its score by."""
+    m = METHODS[name]
+    if m.reference:
+        return "reference: reads the true class names"
+    how = "trained (seeded)" if m.trained else "k-means, no training"
+    return how + (", uses the nouns" if m.uses_text else ", images only")
+
+
 def methods_table(names: Iterable[str]) -> str:
-    rows = [[METHODS[m].title, m, METHODS[m].stage, METHODS[m].description]
+    rows = [[METHODS[m].title, m, METHODS[m].stage, method_kind(m), METHODS[m].description]
             for m in ordered_methods(names) if m in METHODS]
-    return markdown_table(["method", "key", "stage", "what it is"], rows, ["l", "l", "l", "l"])
+    return markdown_table(["method", "key", "stage", "kind", "what it is"], rows, ["l"] * 5)
 
 
 def diagnostics_section(diagnostics: Mapping[str, Any]) -> str:
@@ -327,39 +336,3 @@ def render_report(
 
 
 # ------------------------------------------------------------------ many datasets
-
-
-def comparison_columns(methods: Sequence[str], metrics: Sequence[str] = SCORE_KEYS) -> list[str]:
-    """Flat column keys 'method.metric' in method-major order."""
-    return [f"{m}.{k}" for m in methods for k in metrics]
-
-
-def comparison_rows(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
-                    methods: Sequence[str] | None = None,
-                    metrics: Sequence[str] = SCORE_KEYS) -> tuple[list[str], list[list[Any]]]:
-    """(methods, rows): one row per run, [label, value per method x metric] (None where absent).
-
-    runs: [(row label, scores dict)]; methods default to every method any run
-    has, in the papers' order.
-    """
-    if methods is None:
-        methods = ordered_methods(m for _, scores in runs for m, v in scores.items() if isinstance(v, Mapping))
-    rows = []
-    for label, scores in runs:
-        row: list[Any] = [label]
-        for m in methods:
-            entry = scores.get(m) if isinstance(scores.get(m), Mapping) else {}
-            row += [entry.get(k) for k in metrics]
-        rows.append(row)
-    return list(methods), rows
-
-
-def render_comparison(runs: Sequence[tuple[str, Mapping[str, Mapping]]],
-                      methods: Sequence[str] | None = None,
-                      metrics: Sequence[str] = SCORE_KEYS, *, title: str | None = None) -> str:
-    """Rows = datasets (runs), columns = methods x metrics, values in percent."""
-    methods, rows = comparison_rows(runs, methods, metrics)
-    header = ["dataset"] + [f"{method_title(m)} {k.upper()}" for m in methods for k in metrics]
-    body = [[row[0]] + [percent(v) for v in row[1:]] for row in rows]
-    table = markdown_table(header, body)
-    return (f"# {title}\n\n" if title else "") + table + "\n"
