@@ -60,6 +60,8 @@ class VocabParams:
     batch_size: int = 1024
     chunk_size: int = 8192
     prefix_cache: bool = True  # encode each template's shared leading tokens once (exact; see prefix_cache.py)
+    exclude_offensive: bool = True  # drop slurs, obscenities, words for wrongdoers (text/vocab.EXCLUDED_FLAGS)
+    exclude: str = "none"  # or a text file of more nouns to drop, one per line
 
 
 # A temperature is "auto" (relative / the model's logit scale; laic_core.method.temperature)
@@ -106,6 +108,7 @@ class CentersParams:
     lr: float = 0.002
     batch_size: int = 1024
     init_template: str = "a photo of a {}."
+    name_proper_nouns: bool = False  # may WordNet's proper nouns (people, places) name a cluster?
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,7 @@ def _expand_home(params: Params) -> Params:
         dataset=dataclasses.replace(params.dataset, root=home(params.dataset.root)),
         model=dataclasses.replace(params.model, name=home(params.model.name),
                                   pretrained=home(params.model.pretrained)),
-        vocab=dataclasses.replace(params.vocab, source=home(params.vocab.source)),
+        vocab=dataclasses.replace(params.vocab, source=home(params.vocab.source), exclude=home(params.vocab.exclude)),
     )
 
 

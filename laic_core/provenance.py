@@ -179,14 +179,21 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def vocab_listing(source: str, cache: str | Path | None = None) -> dict[str, Any]:
-    """What the vocab stage reads besides params: the noun file's content digest."""
-    from laic_core.text.vocab import WORDNET_SOURCE
+def vocab_listing(source: str, cache: str | Path | None = None, exclude: str = "none") -> dict[str, Any]:
+    """What the vocab stage reads besides params: the digests of the noun file and of the exclusion file."""
+    from laic_core.text.vocab import NO_EXCLUDE_FILE, WORDNET_SOURCE
 
-    if source == WORDNET_SOURCE:
-        return {"source": source}  # the shipped list is a dependency of the stage itself
-    path = Path(source)
-    if not path.is_file():
-        raise LaicError(f"vocab.source: {source} is not a file; give 'wordnet' or the path of a noun file")
-    return {"source": source, "sha256": file_sha256(path, cache)}
+    listing: dict[str, Any] = {"source": source}  # the shipped list is a dependency of the stage itself
+    if source != WORDNET_SOURCE:
+        path = Path(source)
+        if not path.is_file():
+            raise LaicError(f"vocab.source: {source} is not a file; give 'wordnet' or the path of a noun file")
+        listing["sha256"] = file_sha256(path, cache)
+    if exclude != NO_EXCLUDE_FILE:
+        path = Path(exclude)
+        if not path.is_file():
+            raise LaicError(f"vocab.exclude: {exclude} is not a file; give 'none' or the path of a text file "
+                            "with one noun to leave out per line")
+        listing["exclude"] = {"path": exclude, "sha256": file_sha256(path, cache)}
+    return listing
 

@@ -81,14 +81,17 @@ def load_inputs(n_clusters: int) -> dict:
             "the training; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
         )
 
-    vocab_nouns = [str(n) for n in load_parquet(layout.VOCAB_NOUNS)["noun"]]
+    vocab_table = load_parquet(layout.VOCAB_NOUNS)
+    vocab_nouns = [str(n) for n in vocab_table["noun"]]
+    # made before proper nouns were flagged: none is flagged
+    proper = vocab_table["proper"].to_numpy(bool) if "proper" in vocab_table else np.zeros(len(vocab_nouns), bool)
     vocab_text = load_embeddings(layout.VOCAB_TEXT, dim=d, mmap=True)
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
     return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, noun_text=noun_text, spec=spec, knn=knn,
                 reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
-                vocab_text=vocab_text)
+                vocab_text=vocab_text, proper=proper)
 
 
 def relation_means(inputs: dict, labels: np.ndarray, n_clusters: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +175,13 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
             "init_cluster": init_labels[role],
         }), {"tau": tau, "steps": steps})
     member_scores, sizes = relation_means(inputs, labels["fit"], K)
+    nameable = selected_nameable = None
+    if not cp.name_proper_nouns:
+        nameable = ~inputs["proper"]
+        proper = {noun for noun, flag in zip(inputs["vocab_nouns"], inputs["proper"]) if flag}
+        selected_nameable = np.array([noun not in proper for noun in inputs["selected_nouns"]], bool)
     names = name_clusters(centers, inputs["vocab_text"], inputs["vocab_nouns"], member_scores,
-                          inputs["selected_nouns"], sizes)
+                          inputs["selected_nouns"], sizes, nameable=nameable, selected_nameable=selected_nameable)
     for entry, noun in zip(names, init_nouns):
         entry["init_noun"] = noun
     save_json(layout.NAMES, names)

@@ -136,7 +136,7 @@ STAGES: dict[str, StageIO] = {
     "embed": StageIO(inputs=(LISTINGS["dataset"], LISTINGS["model"]),
                      outputs=_both(features, features_meta) + (EMBED_METRICS,)),
     "vocab": StageIO(inputs=(LISTINGS["vocab"], LISTINGS["model"]), outputs=(VOCAB_NOUNS, VOCAB_TEXT),
-                     extra=("laic_core/text/wordnet_nouns.txt.gz",)),
+                     extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/wordnet_flags.tsv.gz")),
     "nouns": StageIO(inputs=(features("fit"), features_meta("fit"), VOCAB_NOUNS, VOCAB_TEXT),
                      outputs=(SELECTED_NOUNS, SELECTED_TEXT)),
     "relation": StageIO(inputs=_both(features, features_meta) + (SELECTED_NOUNS, SELECTED_TEXT),

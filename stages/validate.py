@@ -40,7 +40,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     ds = params.dataset
     listings = {
         "dataset": dataset_listing(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download),
-        "vocab": vocab_listing(params.vocab.source, layout.HASH_CACHE),
+        "vocab": vocab_listing(params.vocab.source, layout.HASH_CACHE, params.vocab.exclude),
         "model": model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE),
     }
     for name, listing in listings.items():

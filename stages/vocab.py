@@ -23,7 +23,9 @@ from laic_core.provenance import model_identity, record
 from laic_core.text.encode import distinct_token_rows, encode_nouns
 from laic_core.text.prefix_cache import unsupported_reason
 from laic_core.text.tower import TextTower
-from laic_core.text.vocab import load_vocabulary, validate_templates
+from laic_core.text.vocab import (
+    NO_EXCLUDE_FILE, excluded_nouns, load_vocabulary, proper_nouns, read_noun_file, validate_templates,
+)
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
@@ -36,6 +38,15 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     params = open_stage(params_file).params
     templates = validate_templates(params.vocab.templates)
     nouns = load_vocabulary(params.vocab.source)
+    extra = [] if params.vocab.exclude == NO_EXCLUDE_FILE else read_noun_file(params.vocab.exclude)
+    dropped = set(excluded_nouns(nouns, offensive=params.vocab.exclude_offensive, extra=extra))
+    if dropped:  # counted, not listed: the point is that these words are not shown
+        print(f"vocab: left out {len(dropped)} noun(s): "
+              + ("slurs, obscenities and words for wrongdoers (vocab.exclude_offensive)"
+                 if params.vocab.exclude_offensive else "")
+              + (" and " if params.vocab.exclude_offensive and extra else "")
+              + (f"those of {params.vocab.exclude}" if extra else ""))
+        nouns = [noun for noun in nouns if noun not in dropped]
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     tower = TextTower(bundle.model)
 
@@ -75,8 +86,9 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     if todo:
         seconds = time.perf_counter() - started
         print(f"vocab: encoded {todo} nouns in {seconds:.1f}s ({todo / seconds:.0f} nouns/s)", file=sys.stderr)
-    save_parquet(layout.VOCAB_NOUNS, pd.DataFrame({"noun": nouns}),
+    save_parquet(layout.VOCAB_NOUNS, pd.DataFrame({"noun": nouns, "proper": proper_nouns(nouns)}),
                  {"source": params.vocab.source, "templates": templates, "model": params.model.name,
+                  "excluded": len(dropped),
                   "provenance": record(ident, out.read_chunk(0).shape[1], repr(bundle.preprocess),
                                        str(bundle.dtype), model_logit_scale(bundle.model, params.model.pretrained))})
     out.finalize(np.float32)

@@ -508,3 +508,26 @@ def test_centers_refuse_features_of_another_model_of_the_same_width(project):
     assert "laic-tiny-clip.json" in message and "params.yaml now says model " in message
     assert "other.json" in message and "run `dvc repro`" in message
     assert not Path("data/centers/centers.npy").exists()
+
+
+def test_a_cluster_nearest_to_an_excluded_or_proper_noun_gets_the_next_allowed_one():
+    from laic_core.text.vocab import excluded_nouns
+
+    vocab_nouns = ["paedophile", "Harold W. Kroto", "dog", "ship"]
+    vocab_text = np.array([[1, 0, 0], [0.9, 0.436, 0], [0.8, 0.6, 0], [0, 0, 1]], np.float32)
+    centers = np.array([[1, 0, 0], [0, 0, 1]], np.float32)  # cluster 0 is nearest to "paedophile"
+    keep = [i for i, n in enumerate(vocab_nouns) if n not in excluded_nouns(vocab_nouns)]  # the vocab stage's cut
+    nouns, text = [vocab_nouns[i] for i in keep], vocab_text[keep]
+    proper = np.array([n == "Harold W. Kroto" for n in nouns])
+    selected = ["Harold W. Kroto", "dog"]
+    scores = np.array([[0.9, 0.1], [0.5, 0.5]])
+    named = name_clusters(centers, text, nouns, scores, selected, [3, 2], top=3, nameable=~proper,
+                          selected_nameable=np.array([False, True]))
+    assert [n["name"] for n in named] == ["dog", "ship"]
+    assert all(x["noun"] not in ("paedophile", "Harold W. Kroto") for n in named for x in n["nearest_nouns"])
+    assert [x["noun"] for x in named[0]["member_nouns"]] == ["dog"]
+    # with the switch on, the proper noun names the cluster again
+    named = name_clusters(centers, text, nouns, scores, selected, [3, 2], top=3)
+    assert named[0]["name"] == "Harold W. Kroto"
+    with pytest.raises(LaicError, match="name_proper_nouns"):
+        name_clusters(centers, text, nouns, scores, selected, [3, 2], nameable=np.zeros(3, bool))

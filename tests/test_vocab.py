@@ -15,11 +15,15 @@ from laic_core.method import noun_filter
 from laic_core.method.noun_filter import default_n_groups, select_nouns, select_nouns_from_centers
 from laic_core.text.vocab import (
     DEFAULT_TEMPLATES,
+    EXCLUDED_FLAGS,
+    excluded_nouns,
     expand_templates,
     load_vocabulary,
     load_wordnet_nouns,
+    proper_nouns,
     read_noun_file,
     validate_templates,
+    wordnet_flags,
 )
 from tests.conftest import normalized as _unit
 
@@ -410,3 +414,86 @@ def test_select_nouns_clusters_images_then_filters():
     again = select_nouns(V, T, n_groups=3, gamma=2, seed=0)
     for a, b in zip((indices, group, score), again):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------- nouns that never name a cluster
+
+
+def test_default_exclusion_drops_slurs_and_wrongdoers_case_blind_and_keeps_the_rest():
+    nouns = ["dog", "paedophile", "Paedophile", "thief", "rooster", "cock", "Chinaman", "tree"]
+    assert excluded_nouns(nouns) == ["paedophile", "Paedophile", "thief", "cock", "Chinaman"]
+    assert excluded_nouns(nouns, offensive=False) == []
+    assert excluded_nouns(nouns, offensive=False, extra=["TREE"]) == ["tree"]
+
+
+def test_the_default_exclusion_holds_every_flag_the_issue_names():
+    flags = wordnet_flags()
+    found = {flag for noun_flags in flags.values() for flag in noun_flags}
+    assert EXCLUDED_FLAGS <= found and "proper" in found
+    excluded = excluded_nouns(load_wordnet_nouns())
+    assert 300 < len(excluded) < 2000  # slurs, obscenities and words for wrongdoers: not a tenth of WordNet
+    assert {"dog", "cat", "airliner", "texture", "person"}.isdisjoint(excluded)
+
+
+def test_proper_nouns_are_wordnets_instances():
+    assert proper_nouns(["Harold W. Kroto", "Paris", "dog", "sunflower", "not a wordnet noun"]) == [
+        True, True, False, False, False]
+
+
+def test_shipped_flags_are_reproducible_gzip():
+    raw = (importlib.resources.files("laic_core.text") / "wordnet_flags.tsv.gz").read_bytes()
+    assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\x00\x00\x00\x00" and raw[3] & 0x08 == 0
+
+
+@pytest.mark.skipif(not DEBIAN_WORDNET.is_file(), reason="Debian wordnet-base not installed")
+def test_shipped_flags_are_what_the_script_builds_from_wordnet():
+    script = _load_script()
+    flags = script.noun_flags(DEBIAN_WORDNET.parent)
+    text = "".join(f"{noun}\t{','.join(sorted(flags[noun]))}\n" for noun in sorted(flags))
+    shipped = (importlib.resources.files("laic_core.text") / "wordnet_flags.tsv.gz").read_bytes()
+    assert script.gzip_bytes(text) == shipped
+
+
+def test_script_flags_usage_domains_hyponyms_and_instances(tmp_path):
+    script = _load_script()
+    lines = [  # offset lex_filenum n w_cnt words... p_cnt pointers | gloss
+        "09831962 18 n 01 bad_person 0 001 ~ 00000010 n 0000 | bad",
+        "00000010 18 n 02 crook 0 rogue 0 001 @ 09831962 n 0000 | a hyponym of bad person",
+        "06717170 10 n 01 disparagement 0 001 ~ 00000020 n 0000 | domain",
+        "00000020 10 n 01 slur 0 001 @ 06717170 n 0000 | a hyponym of disparagement",
+        "00000030 05 n 02 dago 0 wop 0 001 ;u 00000020 n 0201 | word-level pointer: only 'wop'",
+        "00000040 05 n 01 jerk 0 001 ;u 06717170 n 0000 | synset-level pointer",
+        "07124340 10 n 01 obscenity 0 000 | domain",
+        "06718862 10 n 01 ethnic_slur 0 000 | domain",
+        "09633969 18 n 01 wrongdoer 0 000 | root",
+        "00000050 15 n 01 Paris 0 001 @i 00000060 n 0000 | an instance",
+        "00000060 15 n 01 city 0 000 | common",
+    ]
+    (tmp_path / "data.noun").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    flags = script.noun_flags(tmp_path)
+    assert flags["crook"] == flags["rogue"] == flags["bad person"] == {"bad person"}
+    assert flags["wrongdoer"] == {"wrongdoer"}  # a root of its own here, not under bad person
+    assert flags["wop"] == {"disparagement"} and "dago" not in flags
+    assert flags["jerk"] == {"disparagement"} and flags["Paris"] == {"proper"}
+    assert "city" not in flags and "slur" not in flags
+
+
+def test_vocab_stage_leaves_out_excluded_nouns_and_flags_proper_ones(tmp_path, monkeypatch, tiny_config, capsys):
+    import yaml
+
+    from laic_core.artifacts import load_parquet
+    from stages.vocab import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("nouns.txt").write_text("dog\nPaedophile\nthief\nParis\nsunflower\nmy secret\n")
+    Path("mine.txt").write_text("# my own\nMy Secret\n")
+    Path("params.yaml").write_text(yaml.safe_dump({
+        "model": {"name": str(tiny_config), "pretrained": "none", "device": "cpu"},
+        "vocab": {"source": "nouns.txt", "exclude": "mine.txt", "templates": ["a photo of a {}."]}}))
+    main(Path("params.yaml"))
+    table = load_parquet("data/vocab/nouns.parquet")
+    assert table["noun"].tolist() == ["dog", "Paris", "sunflower"]
+    assert table["proper"].tolist() == [False, True, False]
+    assert np.load("data/vocab/text.npy").shape[0] == 3
+    log = capsys.readouterr().out
+    assert "left out 3 noun(s)" in log and "mine.txt" in log and "Paedophile" not in log

@@ -26,6 +26,13 @@ def _check_scores(scores, noun_names: Sequence[str], what: str) -> np.ndarray:
     return scores
 
 
+def _check_mask(mask, n: int, what: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise LaicError(f"{what} must be a ({n},) bool mask, one entry per noun; got {mask.dtype} {mask.shape}")
+    return mask
+
+
 def cluster_init_nouns(scores, noun_names: Sequence[str], *, distinct: bool = True) -> list[str]:
     """One initial noun per cluster: the selected noun of largest mean C weight.
 
@@ -58,6 +65,8 @@ def name_clusters(
     sizes,
     top: int = 5,
     *,
+    nameable=None,
+    selected_nameable=None,
     block_size: int = 256,
 ) -> list[dict]:
     """Per cluster: its size, the vocabulary nouns nearest to its center, and
@@ -72,6 +81,10 @@ def name_clusters(
     Two clusters never share a name: when nearest nouns collide, the names are
     the one-to-one matching of clusters to their `top` nearest nouns of largest
     total cosine (Hungarian), which is the nearest noun wherever those differ.
+    nameable: (M,) bool, the vocabulary nouns that may name a cluster (and be
+    listed as its nearest), e.g. not proper nouns; selected_nameable: (M',)
+    bool, the same for the selected nouns listed as its members'. None: all.
+    A cluster whose nearest noun may not name it gets the nearest that may.
     """
     W = torch.from_numpy(np.array(centers, dtype=np.float32))
     T = torch.from_numpy(np.array(vocab_text, dtype=np.float32))  # a copy: memmaps are read-only
@@ -79,13 +92,25 @@ def name_clusters(
         raise LaicError(f"vocabulary embeddings {tuple(T.shape)} must be (M, d) with d={W.shape[1]} "
                         f"and one row per vocabulary noun ({len(vocab_nouns)})")
     means = _check_scores(member_scores, selected_nouns, "member_scores")
+    if nameable is not None:
+        keep = np.flatnonzero(_check_mask(nameable, len(vocab_nouns), "nameable"))
+        if keep.size == 0:
+            raise LaicError("no vocabulary noun may name a cluster (all are proper nouns?); "
+                            "set centers.name_proper_nouns: true or use a larger vocabulary")
+        T, vocab_nouns = T[torch.from_numpy(keep)], [vocab_nouns[i] for i in keep]
+    if selected_nameable is not None:  # a noun that may not name a cluster is never listed first
+        mask = _check_mask(selected_nameable, len(selected_nouns), "selected_nameable")
+        means = np.where(mask[None, :], means, -np.inf)
+        top_sel_allowed = int(mask.sum())
+    else:
+        top_sel_allowed = len(selected_nouns)
     sizes = np.asarray(sizes, dtype=np.int64)
     n_clusters = W.shape[0]
     if means.shape[0] != n_clusters or sizes.shape != (n_clusters,):
         raise LaicError(f"{n_clusters} centers but member scores for {means.shape[0]} clusters and "
                         f"{sizes.shape} sizes; they must describe the same clusters")
     top_vocab = min(top, T.shape[0])
-    top_sel = min(top, len(selected_nouns))
+    top_sel = min(top, top_sel_allowed)
     nearest: list[list[dict]] = []
     nearest_index = np.zeros((n_clusters, top_vocab), dtype=np.int64)
     with torch.no_grad():

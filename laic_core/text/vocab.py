@@ -4,6 +4,13 @@ The vocabulary is either the WordNet 3.0 noun list shipped in
 ``laic_core/text/wordnet_nouns.txt.gz`` (119,034 nouns, built by
 ``scripts/make_wordnet_nouns.py``) or a user's text file with one noun per line.
 Which nouns matter for a dataset is `laic_core.method.noun_filter`'s business.
+
+Some nouns must never name a cluster: `EXCLUDED_FLAGS` of
+``wordnet_flags.tsv.gz`` (slurs, obscenities, words for wrongdoers and bad
+persons, flagged from WordNet itself by the same script) are dropped from
+every vocabulary by default, with a user's own list on top
+(`excluded_nouns`); WordNet's proper nouns (people, places) stay in the
+vocabulary but do not name clusters unless asked (`proper_nouns`).
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 
 # `load_vocabulary` reads this name as the shipped list, never as a file name.
 WORDNET_SOURCE = "wordnet"
+NO_EXCLUDE_FILE = "none"  # vocab.exclude: no list of the user's own
 _WORDNET_RESOURCE = "wordnet_nouns.txt.gz"
+_FLAGS_RESOURCE = "wordnet_flags.tsv.gz"
+# Flags of the default exclusion: WordNet's usage domains for disparagement, ethnic slurs and
+# obscenity (its obscenity domain is "obscenity, smut, vulgarism, filth, dirty word"), and the
+# hyponyms of wrongdoer.n.01 and bad_person.n.01.
+EXCLUDED_FLAGS = frozenset({"disparagement", "ethnic slur", "obscenity", "wrongdoer", "bad person"})
+PROPER_FLAG = "proper"  # a WordNet instance: a person, a place, a work
 
 
 # ---------------------------------------------------------------- vocabularies
@@ -51,6 +65,41 @@ def load_wordnet_nouns() -> list[str]:
     "apple" are both present), no duplicates, sorted by code point.
     """
     return list(_wordnet_nouns())
+
+
+@functools.lru_cache(maxsize=1)
+def wordnet_flags() -> dict[str, frozenset[str]]:
+    """Shipped flags, keyed by the noun casefolded: {noun: {"disparagement", "proper", ...}}.
+
+    Casefolded because the text encoders users run lower-case their input (CLIP's
+    tokenizer does), so "Paedophile" in a user's list is the flagged word too.
+    """
+    resource = importlib.resources.files("laic_core.text") / _FLAGS_RESOURCE
+    flags: dict[str, set[str]] = {}
+    with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
+        for line in text.read().splitlines():
+            noun, _, names = line.partition("\t")
+            flags.setdefault(noun.casefold(), set()).update(names.split(","))
+    return {noun: frozenset(names) for noun, names in flags.items()}
+
+
+def excluded_nouns(nouns: Sequence[str], *, offensive: bool = True, extra: Sequence[str] = ()) -> list[str]:
+    """The nouns of `nouns` to drop from the vocabulary, in their order.
+
+    offensive: drop the nouns flagged with any of `EXCLUDED_FLAGS`; extra: a
+    user's own list (e.g. `read_noun_file(vocab.exclude)`). Matching is
+    case-insensitive.
+    """
+    flags = wordnet_flags() if offensive else {}
+    more = {noun.casefold() for noun in extra}
+    return [noun for noun in nouns
+            if noun.casefold() in more or flags.get(noun.casefold(), frozenset()) & EXCLUDED_FLAGS]
+
+
+def proper_nouns(nouns: Sequence[str]) -> list[bool]:
+    """Per noun: True when WordNet knows it as a proper noun (an instance: a person, a place)."""
+    flags = wordnet_flags()
+    return [PROPER_FLAG in flags.get(noun.casefold(), frozenset()) for noun in nouns]
 
 
 def read_noun_file(path: str | Path) -> list[str]:
