@@ -30,8 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from laic_core.views import figures
-
 from laic_core.artifacts import (
     atomic_path, load_json, load_matrix, load_npy, load_parquet, load_parquet_meta, save_csv, save_json,
     save_parquet,
@@ -44,7 +42,7 @@ from laic_core.scoring.evaluation import (
     neighbor_diagnostics, purity_curves, score_methods,
 )
 from laic_core.scoring.metrics import cluster_accuracy
-from laic_core.views import gallery
+from laic_core.views import figures, gallery
 from laic_core.views.report import features_notes, purity_ks_note, render_report
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
