@@ -216,6 +216,47 @@ def test_unusual_modes_are_converted_not_rejected(project):
     assert np.isfinite(np.load("data/features/fit.npy")).all()
 
 
+def phone_photo(folder: Path, seed: int = 3) -> np.ndarray:
+    """upright.jpg, and sideways.jpg: the same photo stored as a phone stores a portrait one (its
+    pixels turned a quarter, EXIF Orientation 6 saying so). Returns the upright pixels."""
+    rng = np.random.default_rng(seed)
+    pixels = np.kron(rng.integers(0, 255, (6, 4, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 48 x 32
+    upright = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to display
+    lossless = {"quality": 100, "subsampling": 0}
+    upright.save(folder / "upright.jpg", **lossless)
+    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", exif=exif, **lossless)
+    return pixels
+
+
+def test_exif_orientation_is_applied_wherever_an_image_is_read(project):
+    from laic_core.data.images import open_image
+    from laic_core.views.gallery import load_thumbnails, source_loader
+
+    folder = project / "images" / "class_0"
+    pixels = phone_photo(folder)
+    for name in ("upright.jpg", "sideways.jpg"):
+        opened = np.asarray(open_image(folder / name), dtype=float)
+        assert opened.shape == pixels.shape and np.abs(opened - pixels).mean() < 3
+    run_embed()  # predict reads its folder through the same split
+    sources = pd.read_parquet("data/features/fit.parquet")["source"].tolist()
+    feats = np.load("data/features/fit.npy")
+    up, side = (feats[sources.index(str(Path("images/class_0") / n))] for n in ("upright.jpg", "sideways.jpg"))
+    assert float(up @ side) > 0.999
+    thumbs = load_thumbnails(source_loader(sources), [sources.index(s) for s in sources if s.endswith(".jpg")])
+    assert np.abs(np.asarray(thumbs[0], float) - np.asarray(thumbs[1], float)).mean() < 3
+
+
+def test_a_huge_image_warning_names_its_file(tmp_path, monkeypatch):
+    from laic_core.data.images import open_image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "panorama.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,200 pixels: over the limit, under twice it
+    with pytest.warns(Image.DecompressionBombWarning, match=r"panorama.png: Image size \(1200 pixels\)"):
+        assert open_image(tmp_path / "panorama.png").size == (40, 30)
+
+
 def test_to_rgb_rescales_16_bit_and_composites_alpha():
     deep = Image.fromarray(np.full((2, 2), 65535, np.uint16))
     assert np.asarray(to_rgb(deep)).min() == 255
