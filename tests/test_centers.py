@@ -496,6 +496,21 @@ def test_centers_stage_input_checks(project, tiny_config):
         centers_stage(Path("params.yaml"))
 
 
+def test_as_many_clusters_as_images_says_why_no_image_can_be_reliable(project, tiny_config):
+    """The probe: K = N gave "lower neighbors.min_agreement or neighbors.k", which cannot help."""
+    from stages.centers import main as centers_stage
+
+    write_params(project, tiny_config, K=18)
+    save_npy("data/neighbors/pseudo.npy", np.arange(18, dtype=np.int64))  # k-means at K = N
+    save_npy("data/neighbors/reliable.npy", np.zeros(18, bool))
+    with pytest.raises(LaicError) as err:
+        centers_stage(Path("params.yaml"))
+    assert str(err.value) == (
+        "data/neighbors/reliable.npy: no fit image can be reliable: K=18 clusters of 18 fit images leave one "
+        "image per pseudo-label, and a reliable image needs 3 of its k=3 neighbours in its own pseudo-label; "
+        "lower dataset.num_clusters well below the number of images")
+
+
 def test_centers_refuse_features_of_another_model_of_the_same_width(project):
     """The probe: another model with the same embed_dim in params, then `dvc repro -s centers`."""
     from stages.centers import main as centers_stage
