@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from laic_core.artifacts import ChunkedArray, load_parquet_meta
 from laic_core.data.images import to_rgb
 from laic_core.errors import LaicError
 from tests.conftest import make_image_tree
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def write_params(folder: Path, config: Path, **dataset) -> Path:
@@ -108,6 +111,91 @@ def test_interrupted_embed_resumes_only_the_remainder(project, monkeypatch):
     # The remainder was encoded in other batches than the first run's; batched
     # matmuls may round differently in the last bit, so only a tolerance is guaranteed.
     np.testing.assert_allclose(resumed[8:], reference[8:], rtol=0, atol=1e-5)
+
+
+def run_embed_command(monkeypatch, capsys) -> tuple[int, str]:
+    """`python -m stages.embed` in this process: (exit code, what it printed on stderr)."""
+    import signal
+
+    from stages import embed, runner
+
+    monkeypatch.setattr("sys.argv", ["stages.embed"])
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as done:
+            runner.run(embed.app, record_cost=False)
+    finally:
+        signal.signal(signal.SIGINT, before)  # run() handles Ctrl-C its own way; pytest's own back
+    return done.value.code, capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(project, monkeypatch, capsys):
+    import errno
+
+    real_save = np.save
+    saved = []
+
+    def disk_fills_after_two_chunks(fh, array, *args, **kwargs):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(array.shape)
+        real_save(fh, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", disk_fills_after_two_chunks)
+    code, err = run_embed_command(monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: no space left on the device while writing "
+                        r"data/features/fit.npy.partial/chunk_000002.npy \(it needs 512 bytes; .* free there\): "
+                        r"free space and rerun to resume", line), line
+    partial = Path("data/features/fit.npy.partial")
+    assert sorted(p.name for p in partial.glob("*.npy")) == ["chunk_000000.npy", "chunk_000001.npy"]
+    assert not list(partial.glob(".*"))  # no temporary file left beside them
+    kept = np.concatenate([np.load(partial / f"chunk_00000{i}.npy") for i in (0, 1)])
+    monkeypatch.setattr(np, "save", real_save)
+    run_embed()  # resumes: the kept chunks are the first rows, as they were
+    np.testing.assert_array_equal(np.load("data/features/fit.npy")[:8], kept)
+
+
+def test_embed_stops_before_encoding_when_its_outputs_cannot_fit(project, monkeypatch):
+    import shutil
+
+    from laic_core.data import encode
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
+    monkeypatch.setattr(encode, "encode_images", lambda *a, **k: pytest.fail("encoded on a full disk"))
+    with pytest.raises(LaicError, match=r"^data/features: embedding the 15 fit images needs about 3.8 KiB, "
+                                        r"but only 100 bytes are free there; free space, then rerun$"):
+        run_embed()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux (process groups, /proc)")
+def test_ctrl_c_during_embed_prints_the_projects_line_every_time(project, tiny_config):
+    """The probe: SIGINT to the process group (Ctrl-C in a terminal) during `dvc repro`'s embed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_image_tree(project / "images", classes=3, per_class=80, seed=1)
+    write_params(project, tiny_config, num_clusters=3)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["embed"]["num_workers"] = 1  # a DataLoader worker gets the SIGINT too
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    env = dict(os.environ, DVC_STAGE="embed", PYTHONPATH=str(PROJECT))  # as dvc runs it
+    stage = subprocess.Popen([sys.executable, "-m", "stages.embed"], env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_chunk = Path("data/features/fit.npy.partial/chunk_000000.npy")
+    deadline = time.monotonic() + 120
+    while not first_chunk.exists() and stage.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(stage.pid, signal.SIGINT)  # the whole group, as a terminal does
+    _, err = stage.communicate(timeout=60)
+    assert stage.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted: finished chunks are kept; rerun to resume"
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert first_chunk.exists() and not Path("data/features/fit.npy").exists()
 
 
 def test_stale_chunks_from_another_model_are_discarded(tmp_path):
