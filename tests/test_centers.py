@@ -406,7 +406,7 @@ def project(tmp_path, monkeypatch, tiny_config):
     return tmp_path
 
 
-def test_centers_stage_and_predict(project, tiny_config):
+def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
 
     from stages.centers import main as centers_stage
     from stages.predict import main as predict
@@ -456,6 +456,20 @@ def test_centers_stage_and_predict(project, tiny_config):
     predict(Path("images"), Path("pred_skip.csv"), Path("params.yaml"), "skip")
     assert len(pd.read_csv("pred_skip.csv")) == 18
     (project / "images" / "class_0" / "zero.png").unlink()
+
+    # Stale centers and a folder for --out are caught before anything is embedded.
+    import stages.predict
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stages.predict, "load_clip", lambda *a: pytest.fail("embedded before the checks"))
+        with pytest.raises(LaicError, match=r"^--out images: is a folder; give the CSV file to write, "
+                                            r"e.g. --out images/predictions.csv$"):
+            predict(Path("images"), Path("images"), Path("params.yaml"), "fail")
+        write_params(project, tiny_config, K=4)  # num_clusters changed, `dvc repro` not run
+        with pytest.raises(LaicError, match=r"^data/centers/centers.npy: the centers were learned for K=3 "
+                                            r"clusters but params.yaml now says dataset.num_clusters: 4; "
+                                            r"run `dvc repro` to relearn them"):
+            predict(Path("images"), Path("pred3.csv"), Path("params.yaml"), "fail")
 
     # A changed model is caught before anything is embedded, even one of the same width.
     write_params(project, same_width_config(project))
