@@ -96,6 +96,14 @@ def atomic_path(path: str | Path, size: int | None = None) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """`atomic_path` for files that belong together: each is renamed into place only once every
+    one of them has been written, so a failure leaves all the earlier ones, never a mix."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
 def save_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -24,7 +24,7 @@ from laic_core.data.datasets import ImageSplit, load_dataset
 from laic_core.data.encode import encode_images, image_embedding_dim
 from laic_core.data.models import ClipBundle, compute_dtype, load_clip
 from laic_core.method.temperature import model_logit_scale
-from laic_core.provenance import model_identity, record
+from laic_core.provenance import dataset_settings, model_identity, record
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
@@ -95,6 +95,7 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
         table["label"] = split.labels[keep]
     meta = {
         "dataset": split.name,
+        "dataset_settings": dataset_settings(params.dataset, role),
         "model": params.model.name,
         "pretrained": params.model.pretrained,
         "class_names": split.class_names,

@@ -403,6 +403,10 @@ def test_features_and_noun_embeddings_record_the_model_that_made_them(project, t
     assert text["model"] == prov["model"] and text["embed_dim"] == 32
     check_same_model(["data/features/fit.parquet", "data/features/eval.parquet", "data/vocab/nouns.parquet"],
                      model_identity(str(tiny_config), "none"))
+    # and the dataset settings that chose the images (what choose_k checks params.yaml against)
+    for role in ("fit", "eval"):
+        assert load_parquet_meta(f"data/features/{role}.parquet")["dataset_settings"] == {
+            "kind": "imagefolder", "name": "cifar10", "root": "images", "split": "all"}
 
 
 def test_chunk_assembler_writes_only_complete_chunks_in_any_order(tmp_path):
