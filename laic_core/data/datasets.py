@@ -21,9 +21,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from laic_core.data.images import FileSplit, ImageSplit, name_some, tidy_path, tree_images
+from laic_core.data.images import FileSplit, ImageSplit, tidy_path, tree_images
 from laic_core.data.ucf101 import ucf101_split
-from laic_core.errors import LaicError
+from laic_core.errors import LaicError, name_some
 from laic_core.provenance import digest
 
 # CIFAR-100 fine label -> one of the 20 standard super-classes (the map

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
-from laic_core.errors import LaicError
+from laic_core.errors import LaicError, name_some
 
 # Formats Pillow registers but cannot turn into pixels here: MPEG, whose
 # plugin reads a video's frame size and decodes nothing (the stubs, such as
@@ -200,15 +200,6 @@ def is_hidden(path: Path) -> bool:
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(path)
-
-
-MAX_LISTED = 20  # file names quoted in one message; the rest are counted
-
-
-def name_some(paths: list, limit: int = MAX_LISTED) -> str:
-    """'a, b, c' or 'a, b, ... and 7 more' (messages stay readable for any count)."""
-    shown = ", ".join(str(p) for p in paths[:limit])
-    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def tidy_path(path: str | Path) -> Path:
