@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from laic_core.data.images import ImageSplit, open_image, to_rgb
 from laic_core.errors import LaicError
-from laic_core.views.figures import DPI  # all PNGs of a run read at the same scale
+from laic_core.views.figures import DPI, cjk_text  # DPI: all PNGs of a run read at the same scale
 
 
 # ------------------------------------------------------------------ members
@@ -312,6 +312,7 @@ def _check_cluster(c: Mapping[str, Any], i: int) -> None:
         raise LaicError(f"gallery cluster {i} lacks {', '.join(missing)}")
 
 
+@cjk_text
 def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25, thumb_px: int = THUMB_PX,
                     title: str = "") -> list[Figure]:
     """Figures of the gallery, `per_page` clusters each, in the order given.
