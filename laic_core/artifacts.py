@@ -47,12 +47,6 @@ def free_bytes(folder: str | Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def disk_full(path: str | Path, needed: str) -> LaicError:
-    """The one line a full disk gets: the file, the space it needed, what is free, and what to do."""
-    return LaicError(f"no space left on the device while writing {path} (it needs {needed}; "
-                     f"{size_text(free_bytes(Path(path).parent))} free there): free space and rerun to resume")
-
-
 def ensure_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
     """Stop before a long computation whose outputs cannot fit (a check at the start, not a guarantee)."""
     free = free_bytes(folder)
@@ -90,8 +84,10 @@ def atomic_path(path: str | Path, size: int | None = None) -> Iterator[Path]:
     except OSError as exc:
         if not _out_of_space(exc, path.parent, size):
             raise
+        # One line: the file, the space it needed, what is free, and what to do.
         needed = size_text(size) if size is not None else f"more than the {size_text(tmp.stat().st_size)} written"
-        raise disk_full(path, needed) from exc
+        raise LaicError(f"no space left on the device while writing {path} (it needs {needed}; "
+                        f"{size_text(free_bytes(path.parent))} free there): free space and rerun to resume") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -250,10 +250,12 @@ def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
         return value
     if hint is int:
         number = _plain_number(value)
-        if number is None or not float(number).is_integer():
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)  # 1e3, 10.0
+        if not isinstance(number, int):
             errors.append(f"{where}: {value!r} must be an integer")
             return value
-        return int(number)
+        return number
     if hint is float:
         number = _plain_number(value)
         if number is None:
@@ -281,12 +283,11 @@ def _plain_number(value: Any) -> int | float | None:
     """`value` as the number it plainly is (an int or float, or a string such as "2e-3"); else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return None
+        value = float(value)
+    return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def _describe(hint: Any) -> str:

@@ -41,19 +41,22 @@ app = stage_app()
 def no_reliable_image(pseudo: np.ndarray, n_clusters: int, k: int, min_agreement: float) -> str:
     """Why no fit image is reliable, and what to change.
 
-    When no pseudo-label holds more images than the agreeing neighbours an
-    image needs, neither min_agreement nor k can be the cause: with K equal
-    to the number of images every pseudo-label holds one image.
+    An image can only be reliable when its pseudo-label holds more images
+    than the agreeing neighbours it needs; with K equal to the number of
+    images every pseudo-label holds one, and only a smaller K can help.
     """
     needed = agreeing_neighbours_needed(k, min_agreement)
     largest = int(np.bincount(pseudo, minlength=n_clusters).max())
     if largest > needed:
         return (f"{layout.RELIABLE}: no fit image is reliable, so no pseudo-label can anchor the training; "
                 "lower neighbors.min_agreement (e.g. 0.8) or neighbors.k")
-    crowd = ("one image per pseudo-label" if largest == 1 else f"at most {largest} images per pseudo-label")
+    crowd = "one image per pseudo-label" if largest == 1 else f"at most {largest} images per pseudo-label"
+    fix = "lower dataset.num_clusters well below the number of images"
+    if largest > 1:
+        fix += f", or neighbors.k or neighbors.min_agreement so that fewer than {largest} neighbours must agree"
     return (f"{layout.RELIABLE}: no fit image can be reliable: K={n_clusters} clusters of {len(pseudo)} fit "
             f"images leave {crowd}, and a reliable image needs {needed} of its k={k} neighbours in its own "
-            f"pseudo-label; lower dataset.num_clusters well below the number of images")
+            f"pseudo-label; {fix}")
 
 
 def load_inputs(n_clusters: int, neighbors) -> dict:

@@ -154,6 +154,26 @@ def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
         assert done.value.code in (0, None) and called == expected
 
 
+def test_a_full_disk_outside_laics_own_writes_is_one_line(monkeypatch, capsys):
+    import errno
+
+    from stages import runner
+
+    monkeypatch.setattr(sys, "argv", ["stage"])
+    monkeypatch.setattr(runner, "handle_interrupts", lambda: None)  # pytest keeps its own Ctrl-C
+    app = runner.stage_app()
+
+    @app.command()
+    def main() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "data/centers/prompts.pt")
+
+    with pytest.raises(SystemExit) as done:
+        runner.run(app, record_cost=False)
+    assert done.value.code == 1
+    assert capsys.readouterr().err == ("error: no space left on the device while writing data/centers/prompts.pt: "
+                                       "free space and rerun to resume\n")
+
+
 # A stand-in for embed: a Typer stage whose DataLoader worker process feeds it batches.
 INTERRUPTED_STAGE = textwrap.dedent("""
     import sys, time

@@ -164,6 +164,9 @@ def _ucf101_split(bench: "Benchmark", root: Path, split: str, download: bool) ->
     return ucf101_split(root, split)
 
 
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+
 def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
                   name: str | None = None) -> FileSplit:
     """Images under root/split (or root itself for split 'all').
@@ -178,7 +181,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
         raise LaicError(f"dataset.root: {root} does not exist; point it at your image folder")
     if not root.is_dir():
         raise LaicError(f"dataset.root: {root} is a file, not a folder of images; "
-                        + (f"for a list of images set dataset.kind: manifest"
+                        + ("for a list of images set dataset.kind: manifest"
                            if root.suffix.lower() in MANIFEST_SUFFIXES else "point it at your image folder"))
     if not folder.is_dir():
         subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -238,7 +241,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
 
 
 # Folder names that say "a split of a dataset", not "a class of images".
-SPLIT_FOLDER_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "trainval", "eval")
+_SPLIT_FOLDER_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "trainval", "eval")
 
 
 def _split_layout_note(root: Path, folders: list[str]) -> list[str]:
@@ -247,7 +250,7 @@ def _split_layout_note(root: Path, folders: list[str]) -> list[str]:
     Their names would become the classes: the metrics would score train
     against test and zero-shot would use "train" as a class name.
     """
-    splits = [f for f in folders if f.lower() in SPLIT_FOLDER_NAMES]
+    splits = [f for f in folders if f.lower() in _SPLIT_FOLDER_NAMES]
     if len(splits) < 2:
         return []
     fit = next((f for f in splits if f.lower().startswith("train")), splits[0])
@@ -279,9 +282,6 @@ def _class_names_file(root: Path, folders: list[str]) -> list[str] | None:
     if not mapping or not all(f in mapping for f in folders):
         return None
     return [mapping[f] for f in folders]
-
-
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 
 
 def _read_manifest(path: Path):
