@@ -7,9 +7,10 @@ whatever DVC (or the user) had restored meanwhile.
 Ctrl-C reaches every process of the terminal's group at once: dvc, the
 stage and its DataLoader workers. Typer turns a KeyboardInterrupt into a
 silent exit 130, and a second interrupt during the clean-up printed
-"Exception ignored in threading"; so the stage handles SIGINT itself:
-the first one unwinds (finished chunks are kept, temporary files removed)
-and prints INTERRUPTED, later ones are ignored.
+"Exception ignored in threading" (or killed the exiting interpreter); so
+the stage handles SIGINT itself: the first one unwinds (finished chunks
+are kept, temporary files removed) and prints INTERRUPTED, later ones are
+ignored.
 """
 
 from __future__ import annotations
@@ -102,14 +103,13 @@ _in_run = False  # run() is executing the command: ParentGone unwinds through it
 
 _stopping = False  # the first SIGTERM is unwinding; prctl and the watchdog may both send one
 INTERRUPTED = "interrupted: finished chunks are kept; rerun to resume"
-_interrupting = False  # the first SIGINT is unwinding
 
 
 def _on_interrupt(signum, frame) -> None:
-    global _interrupting
-    if _interrupting:  # the group's second copy, or an impatient second Ctrl-C: let the clean-up finish
-        return
-    _interrupting = True
+    # Later ones (an impatient second Ctrl-C) are ignored by the OS from now on: they must not
+    # break the clean-up, nor kill the process while the interpreter exits (Python puts back
+    # the default handler then, but leaves an ignored signal ignored).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if _in_run:
         raise KeyboardInterrupt
     # Still importing (torch takes seconds): nothing to clean up yet.
