@@ -10,6 +10,7 @@ finished chunks and computes only the missing ones.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,12 +30,47 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def size_text(n_bytes: float) -> str:
+    """A size for messages: '512 bytes', '3.5 MiB', '1.2 GiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024:
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Bytes free for this user on the file system holding `folder` (or its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def ensure_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
+    """Stop before a long computation whose outputs cannot fit (a check at the start, not a guarantee)."""
+    free = free_bytes(folder)
+    if needed_bytes > free:
+        raise LaicError(f"{folder}: {what} needs about {size_text(needed_bytes)}, but only {size_text(free)} are free "
+                        "there; free space, then rerun")
+
+
+def _out_of_space(exc: OSError, folder: Path, size: int | None) -> bool:
+    """Whether a write failed for want of space: ENOSPC or a quota, or numpy's short write
+    ("2048 requested and 992 written", without an errno) with less free than the write needed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return exc.errno is None and free_bytes(folder) < (size if size is not None else 2**20)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success.
 
     On any exception (Ctrl-C included) the temporary file is removed and
-    `path` is left untouched.
+    `path` is left untouched. A full disk is one LaicError naming the file
+    and the space it needed: `size` bytes when the caller knows it, else
+    more than what was written when the disk filled.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,8 +81,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if not _out_of_space(exc, path.parent, size):
+            raise
+        # One line: the file, the space it needed, what is free, and what to do.
+        needed = size_text(size) if size is not None else f"more than the {size_text(tmp.stat().st_size)} written"
+        raise LaicError(f"no space left on the device while writing {path} (it needs {needed}; "
+                        f"{size_text(free_bytes(path.parent))} free there): free space and rerun to resume") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """`atomic_path` for files that belong together: each is renamed into place only once every
+    one of them has been written, so a failure leaves all the earlier ones, never a mix."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
 def save_bytes(path: str | Path, data: bytes) -> None:
@@ -72,7 +123,7 @@ def save_torch(path: str | Path, obj: Any) -> None:
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=np.asarray(array).nbytes) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array))
 
@@ -210,7 +261,8 @@ class ChunkedArray:
         if self.n_chunks == 0:
             raise ValueError("nothing to finalize: the array has no rows")
         width = self.read_chunk(0).shape[1:]
-        with atomic_path(self.final_path) as tmp:
+        size = int(keep.sum()) * int(np.prod(width)) * np.dtype(dtype).itemsize
+        with atomic_path(self.final_path, size=size) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(keep.sum()),) + width)
             at = 0
             for i in range(self.n_chunks):

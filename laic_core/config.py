@@ -9,7 +9,9 @@ silently fall back to the default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import Any, get_args, get_origin, get_type_hints, Literal, Union
 import yaml
 
 from laic_core.errors import LaicError
+from laic_core.method.temperature import MIN_TEMPERATURE
 from laic_core.text.vocab import DEFAULT_TEMPLATES
+from laic_core.validation import MAX_SEED
 
 
 
@@ -163,9 +167,12 @@ def _is_ray_address(value: str) -> bool:
     return bool(sep and host and port.isdigit()) and not any(c.isspace() for c in host)
 
 
+TEMPERATURE_RANGE = f"'auto' or a number >= {MIN_TEMPERATURE:g}"
+
 # Range checks beyond the type: (section, key) -> (predicate, what is allowed).
 _RANGES = {
-    ("", "seed"): (lambda v: v >= 0, "a non-negative integer"),
+    ("", "seed"): (lambda v: 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED} (2**32 - 1, the largest seed "
+                                                 "numpy and scikit-learn take)"),
     ("dataset", "num_clusters"): (lambda v: v >= 2, "an integer >= 2"),
     ("model", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("embed", "num_workers"): (lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0"),
@@ -184,9 +191,9 @@ _RANGES = {
     ),
     ("nouns", "gamma"): (lambda v: v >= 1, "an integer >= 1"),
     ("nouns", "images_per_group"): (lambda v: v >= 1, "an integer >= 1"),
-    ("nouns", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("nouns", "tau"): (lambda v: v == "auto" or v >= MIN_TEMPERATURE, TEMPERATURE_RANGE),
     ("nouns", "tau_relative"): (lambda v: v > 0, "a number > 0"),
-    ("relation", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("relation", "tau"): (lambda v: v == "auto" or v >= MIN_TEMPERATURE, TEMPERATURE_RANGE),
     ("relation", "tau_relative"): (lambda v: v > 0, "a number > 0"),
     ("relation", "ridge_lambda"): (lambda v: v > 0, "a number > 0 (relative to the mean eigenvalue of T^T T)"),
     ("relation", "topk"): (lambda v: v >= 0, "an integer >= 0 (0 chooses automatically)"),
@@ -194,7 +201,7 @@ _RANGES = {
     ("neighbors", "k"): (lambda v: v >= 1, "an integer >= 1"),
     ("neighbors", "min_agreement"): (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("centers", "n_ctx"): (lambda v: v >= 1, "an integer >= 1"),
-    ("centers", "tau"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("centers", "tau"): (lambda v: v == "auto" or v >= MIN_TEMPERATURE, TEMPERATURE_RANGE),
     ("centers", "tau_relative"): (lambda v: v > 0, "a number > 0"),
     ("centers", "steps"): (lambda v: v >= 1, "an integer >= 1"),
     ("centers", "epochs"): (lambda v: v >= 0, "an integer >= 0 (0 = use centers.steps)"),
@@ -207,7 +214,7 @@ _RANGES = {
     ("neighbors", "image_k"): (lambda v: v >= 1, "an integer >= 1"),
     ("tac", "epochs"): (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
     ("tac", "batch_size"): (lambda v: v == "auto" or v >= 2, "'auto' or an integer >= 2"),
-    ("tac", "temperature"): (lambda v: v == "auto" or v > 0, "'auto' or a number > 0"),
+    ("tac", "temperature"): (lambda v: v == "auto" or v >= MIN_TEMPERATURE, TEMPERATURE_RANGE),
     ("tac", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
     ("tac", "lr"): (lambda v: v > 0, "a number > 0"),
     ("scan", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
@@ -247,14 +254,19 @@ def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
             errors.append(f"{where}: {value!r} must be true or false")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _plain_number(value)
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)  # 1e3, 10.0
+        if not isinstance(number, int):
             errors.append(f"{where}: {value!r} must be an integer")
-        return value
+            return value
+        return number
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _plain_number(value)
+        if number is None:
             errors.append(f"{where}: {value!r} must be a number")
             return value
-        return float(value)
+        return float(number)
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             errors.append(f"{where}: {value!r} must be a string")
@@ -265,6 +277,22 @@ def _check_value(where: str, value: Any, hint: Any, errors: list[str]) -> Any:
             errors.append(f"{where}: {value!r} must be a list")
         return value
     raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
+
+
+# A number as YAML 1.2 and every reader would take it. PyYAML follows YAML 1.1,
+# where a float needs a dot: `2e-3` and `1e3` come back as strings.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _plain_number(value: Any) -> int | float | None:
+    """`value` as the number it plainly is (an int or float, or a string such as "2e-3"); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def _describe(hint: Any) -> str:

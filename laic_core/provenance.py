@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -172,6 +173,36 @@ def check_against_params(artifacts: Sequence[str | Path], model_params: Any,
     """`check_same_model` against the model that params (`params.model`) name now."""
     current = model_identity(model_params.name, model_params.pretrained, cache)
     return check_same_model(artifacts, current, params_source)
+
+
+def dataset_settings(dataset: Any, role: str) -> dict[str, Any]:
+    """The settings of params.yaml (`params.dataset`) that choose the images of the fit or eval split.
+
+    embed records them with the features. DVC reruns embed when they change,
+    but a command outside DVC (choose_k) or a stage run by hand would read
+    features of other images without a word; `check_dataset` stops them.
+    """
+    return {"kind": dataset.kind, "name": dataset.name, "root": os.path.normpath(dataset.root),
+            "split": dataset.fit_split if role == "fit" else dataset.eval_split}
+
+
+def check_dataset(artifact: str | Path, role: str, dataset: Any, params_source: str | Path = "params.yaml") -> None:
+    """A LaicError when the features `artifact` (of the fit or eval split) were made from other images
+    than params.yaml's dataset settings choose now. Features that record no settings (made by an
+    older laic) are not checked."""
+    from laic_core.artifacts import load_parquet_meta
+
+    recorded = load_parquet_meta(artifact).get("dataset_settings")
+    if not isinstance(recorded, dict):
+        return
+    now = dataset_settings(dataset, role)
+    changed = [key for key in now if recorded.get(key) != now[key]]
+    if changed:
+        keys = {"split": f"{role}_split"}
+        was = ", ".join(f"dataset.{keys.get(k, k)}: {recorded.get(k)}" for k in changed)
+        says = ", ".join(f"dataset.{keys.get(k, k)}: {now[k]}" for k in changed)
+        raise LaicError(f"{artifact} holds the features of other images ({was}) than {params_source} now "
+                        f"chooses ({says}); run `dvc repro embed` to embed these, or restore the dataset settings")
 
 
 def digest(obj: Any) -> str:

@@ -46,8 +46,15 @@ def positive_int(value, name: str) -> int:
     return int_at_least(value, name, 1, "give a positive integer")
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState, and so scikit-learn's random_state, take no larger seed
+
+
 def seed(value) -> int:
-    return int_at_least(value, "seed", 0, "give a non-negative integer")
+    value = int_at_least(value, "seed", 0, f"give an integer in 0..{MAX_SEED}")
+    if value > MAX_SEED:
+        raise LaicError(f"seed={value}: give an integer in 0..{MAX_SEED} (the largest seed numpy and "
+                        "scikit-learn take)")
+    return value
 
 
 def n_clusters(value, n_rows: int, what: str = "K") -> int:

@@ -27,6 +27,7 @@ from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
 from laic_core.method.centers import assign_labels, steps_for, train_centers
 from laic_core.method.naming import cluster_init_nouns, name_clusters
+from laic_core.method.neighbors import agreeing_neighbours_needed
 from laic_core.method.relation import cluster_mean_relations
 from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.text.prompts import PromptLearner
@@ -37,8 +38,29 @@ from stages.runner import run, stage_app
 
 app = stage_app()
 
-def load_inputs(n_clusters: int) -> dict:
-    """Every upstream artifact, validated against each other."""
+def no_reliable_image(pseudo: np.ndarray, n_clusters: int, k: int, min_agreement: float) -> str:
+    """Why no fit image is reliable, and what to change.
+
+    An image can only be reliable when its pseudo-label holds more images
+    than the agreeing neighbours it needs; with K equal to the number of
+    images every pseudo-label holds one, and only a smaller K can help.
+    """
+    needed = agreeing_neighbours_needed(k, min_agreement)
+    largest = int(np.bincount(pseudo, minlength=n_clusters).max())
+    if largest > needed:
+        return (f"{layout.RELIABLE}: no fit image is reliable, so no pseudo-label can anchor the training; "
+                "lower neighbors.min_agreement (e.g. 0.8) or neighbors.k")
+    crowd = "one image per pseudo-label" if largest == 1 else f"at most {largest} images per pseudo-label"
+    fix = "lower dataset.num_clusters well below the number of images"
+    if largest > 1:
+        fix += f", or neighbors.k or neighbors.min_agreement so that fewer than {largest} neighbours must agree"
+    return (f"{layout.RELIABLE}: no fit image can be reliable: K={n_clusters} clusters of {len(pseudo)} fit "
+            f"images leave {crowd}, and a reliable image needs {needed} of its k={k} neighbours in its own "
+            f"pseudo-label; {fix}")
+
+
+def load_inputs(n_clusters: int, neighbors) -> dict:
+    """Every upstream artifact, validated against each other (`neighbors`: params.neighbors)."""
     V_fit = load_embeddings(layout.features("fit"))
     d = V_fit.shape[1]
     V_eval = load_embeddings(layout.features("eval"), dim=d)
@@ -76,10 +98,7 @@ def load_inputs(n_clusters: int) -> dict:
         )
     reliable = reliable.astype(bool)
     if not reliable.any():
-        raise LaicError(
-            f"{layout.RELIABLE}: no fit image is reliable, so no pseudo-label can anchor "
-            "the training; lower neighbors.min_agreement (e.g. 0.8) or neighbors.k"
-        )
+        raise LaicError(no_reliable_image(pseudo, n_clusters, knn.shape[1], neighbors.min_agreement))
 
     vocab_table = load_parquet(layout.VOCAB_NOUNS)
     vocab_nouns = [str(n) for n in vocab_table["noun"]]
@@ -123,7 +142,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     params, tau = ctx.params, ctx.temperature("centers")
     cp = params.centers
     K = params.dataset.num_clusters
-    inputs = load_inputs(K)
+    inputs = load_inputs(K, params.neighbors)
     V_fit = inputs["V_fit"]
     d = V_fit.shape[1]
 

@@ -20,18 +20,19 @@ K. Labels are never read.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from laic_core.artifacts import atomic_path, load_npy, save_json
+from laic_core.artifacts import atomic_paths, load_npy
 from laic_core.errors import LaicError
 from laic_core.scoring.choose_k import (
     DEFAULT_SAMPLE_SIZE, RepresentationSettings, combined_score, k_curves, parse_ks, suggest_k,
 )
-from laic_core.validation import check_embeddings, load_embeddings
+from laic_core.validation import MAX_SEED, check_embeddings, load_embeddings
 from laic_core.views.figures import choose_k_figure, save_figure
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
@@ -100,6 +101,9 @@ def main(
     recorded = [p for p in _inputs(representation) if p.suffix == ".parquet"]  # where the model is recorded
     ctx = open_stage(params_file, recorded)
     params = ctx.params
+    if params.seed + seeds - 1 > MAX_SEED:
+        raise LaicError(f"--seeds {seeds}: the seeds {params.seed}..{params.seed + seeds - 1} (from params.yaml's "
+                        f"seed) pass {MAX_SEED}, the largest numpy takes; lower seed in {params_file}")
 
     V_all = load_npy(layout.features("fit"), mmap=True)
     n_fit = len(V_all)
@@ -133,14 +137,9 @@ def main(
     compare = candidates(suggestion)
     queue = [f"dvc exp run --queue -S dataset.num_clusters={k}" for k in compare] + ["dvc queue start"]
 
-    out.mkdir(parents=True, exist_ok=True)
     table = curves.to_frame()
     table.insert(1, "score", combined_score(curves))
-    with atomic_path(out / "curves.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    save_figure(choose_k_figure(curves, suggestion, reference_k=current_k, reference_label="params.yaml K"),
-                out / "choose_k.png")
-    save_json(out / "suggestion.json", {
+    summary = json.dumps({
         **suggestion.to_dict(),
         "statement": suggestion.statement(),
         "command": command,
@@ -148,7 +147,14 @@ def main(
         "current_k": current_k,
         "settings": curves.settings,
         "rule": "argmax over K of silhouette x stability (laic_core.scoring.choose_k.suggest_k)",
-    })
+    }, indent=2) + "\n"
+    figure = choose_k_figure(curves, suggestion, reference_k=current_k, reference_label="params.yaml K")
+    # One run's outputs together or none of them: a suggestion.json of an earlier run must never
+    # sit beside these curves.
+    with atomic_paths(out / "curves.csv", out / "choose_k.png", out / "suggestion.json") as (csv, png, js):
+        table.to_csv(csv, index=False, float_format="%.6g")
+        save_figure(figure, png)
+        js.write_text(summary)
 
     print(f"\nsuggested K: {suggestion.statement()}")
     at_current = np.flatnonzero(curves.ks == current_k)

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from laic_core.artifacts import ChunkedArray, fingerprint, save_json, save_parquet
+from laic_core.artifacts import ChunkedArray, ensure_free_space, fingerprint, save_json, save_parquet
 from laic_core.data.datasets import ImageSplit, load_dataset
 from laic_core.data.encode import encode_images, image_embedding_dim
 from laic_core.data.models import ClipBundle, compute_dtype, load_clip
 from laic_core.method.temperature import model_logit_scale
-from laic_core.provenance import model_identity, record
+from laic_core.provenance import dataset_settings, model_identity, record
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
@@ -77,6 +77,12 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
     done = len(chunks.done())
     if done:
         print(f"{role}: resuming, {done}/{chunks.n_chunks} chunk(s) already encoded")
+    # The missing chunks, then the final array beside all of them while they are joined: found
+    # short now, not after an hour of encoding.
+    row_bytes = image_embedding_dim(bundle) * np.dtype(np.float32).itemsize
+    missing_rows = sum(len(chunks.chunk_rows(c)) for c in chunks.missing())
+    ensure_free_space(out_path.parent, (missing_rows + len(split)) * row_bytes,
+                      f"embedding the {len(split)} {role} images")
     engine.encode(split, chunks, f"embed {role}")
     keep = chunks.finite_rows()
     sources = split.sources()
@@ -89,6 +95,7 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
         table["label"] = split.labels[keep]
     meta = {
         "dataset": split.name,
+        "dataset_settings": dataset_settings(params.dataset, role),
         "model": params.model.name,
         "pretrained": params.model.pretrained,
         "class_names": split.class_names,

@@ -43,7 +43,7 @@ from laic_core.scoring.evaluation import (
 )
 from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.views import figures, gallery
-from laic_core.views.report import features_notes, purity_ks_note, render_report
+from laic_core.views.report import features_notes, one_class_note, purity_ks_note, render_report
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
@@ -204,6 +204,10 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     notes = features_notes(fit_meta, str(layout.features_meta("fit")))
     if not same_split:  # else eval.parquet is a copy of fit.parquet
         notes += features_notes(eval_meta, str(layout.features_meta("eval")))
+    one_class = one_class_note(eval_labels, class_names)
+    if one_class:
+        print(f"evaluate: warning: {one_class}", file=sys.stderr)
+        notes.append(one_class)
     diagnostics["zeroshot"] = {"available": "zeroshot" in eval_assign}
     if "zeroshot" in eval_assign and eval_labels is not None:
         known = eval_labels >= 0

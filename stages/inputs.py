@@ -4,9 +4,10 @@
     params, tau = ctx.params, ctx.temperature("relation")
 
 The check (`laic_core.provenance.check_against_params`) refuses artifacts made
-by another model than the one params.yaml names now, naming the stale file and
-`dvc repro`; temperatures set to `auto` resolve against the logit scale those
-artifacts record (`laic_core.method.temperature`).
+by another model than the one params.yaml names now, and features of other
+images than its dataset settings choose (`check_dataset`), naming the stale
+file and `dvc repro`; temperatures set to `auto` resolve against the logit
+scale those artifacts record (`laic_core.method.temperature`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 
 from laic_core.config import Params, load_params
 from laic_core.method.temperature import resolve_temperature
-from laic_core.provenance import check_against_params
+from laic_core.provenance import check_against_params, check_dataset
 from stages import layout
 
 # Every stage's `--params` option: the parameters file, params.yaml unless told.
@@ -42,8 +43,12 @@ class StageContext:
 
 
 def open_stage(params_file: str | Path, checked: Sequence[str | Path] = ()) -> StageContext:
-    """params.yaml, validated, and the provenance of `checked` artifacts, checked against its model."""
+    """params.yaml, validated, and the provenance of `checked` artifacts, checked against its model
+    (and the features among them against its dataset settings)."""
     params = load_params(params_file)
     provenance = (check_against_params(checked, params.model, params_file, layout.HASH_CACHE)
                   if checked else {})
+    for role in layout.ROLES:
+        if layout.features_meta(role) in map(Path, checked):
+            check_dataset(layout.features_meta(role), role, params.dataset, params_file)
     return StageContext(params, provenance)

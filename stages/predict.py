@@ -34,9 +34,9 @@ from stages.runner import run, stage_app
 app = stage_app()
 
 
-def load_learned(params) -> tuple[np.ndarray, list[str], float]:
+def load_learned(params, params_file: Path) -> tuple[np.ndarray, list[str], float]:
     """(K, d) centers, K cluster names and the temperature they were trained with; errors when
-    missing or from another model."""
+    missing, from another model or for another K than params.yaml asks for now."""
     for path in (layout.CENTER_VECTORS, layout.PROMPTS, layout.NAMES):
         if not path.is_file():
             raise LaicError(f"{path}: missing; the clusters have not been learned yet. "
@@ -53,6 +53,12 @@ def load_learned(params) -> tuple[np.ndarray, list[str], float]:
     names = load_json(layout.NAMES)
     if centers.ndim != 2 or len(names) != centers.shape[0]:
         raise LaicError(f"{layout.CENTER_VECTORS} and {layout.NAMES} disagree on the number of clusters; rerun `dvc repro`")
+    if centers.shape[0] != params.dataset.num_clusters:
+        raise LaicError(
+            f"{layout.CENTER_VECTORS}: the centers were learned for K={centers.shape[0]} clusters but {params_file} "
+            f"now says dataset.num_clusters: {params.dataset.num_clusters}; run `dvc repro` to relearn them, "
+            "or restore dataset.num_clusters"
+        )
     return centers.astype(np.float32), [str(n.get("name", "")) for n in names], float(saved["tau"])
 
 
@@ -66,8 +72,10 @@ def main(
     check_on_error(on_error, "--on-error")
     if not folder.is_dir():
         raise LaicError(f"{folder}: no such folder of images")
+    if out.is_dir():  # found now, not after embedding every image
+        raise LaicError(f"--out {out}: is a folder; give the CSV file to write, e.g. --out {out / 'predictions.csv'}")
     params = open_stage(params_file).params
-    centers, names, tau = load_learned(params)
+    centers, names, tau = load_learned(params, params_file)
     split = load_split("imagefolder", "", folder, "all")
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)

@@ -1,12 +1,21 @@
-"""Run a stage's Typer app; user-facing errors print as one clean message.
+"""Run a stage's Typer app; user-facing errors, Ctrl-C and a full disk print as one clean line.
 
 A stage run by dvc also stops when dvc dies. `kill -9` of `dvc` otherwise
 left the stage running as an orphan, and it later wrote its outputs over
 whatever DVC (or the user) had restored meanwhile.
+
+Ctrl-C reaches every process of the terminal's group at once: dvc, the
+stage and its DataLoader workers. Typer turns a KeyboardInterrupt into a
+silent exit 130, and a second interrupt during the clean-up printed
+"Exception ignored in threading" (or killed the exiting interpreter); so
+the stage handles SIGINT itself: the first one unwinds (finished chunks
+are kept, temporary files removed) and prints INTERRUPTED, later ones are
+ignored.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -93,6 +102,34 @@ _in_run = False  # run() is executing the command: ParentGone unwinds through it
 
 
 _stopping = False  # the first SIGTERM is unwinding; prctl and the watchdog may both send one
+INTERRUPTED = "interrupted: finished chunks are kept; rerun to resume"
+
+
+def _on_interrupt(signum, frame) -> None:
+    # Later ones (an impatient second Ctrl-C) are ignored by the OS from now on: they must not
+    # break the clean-up, nor kill the process while the interpreter exits (Python puts back
+    # the default handler then, but leaves an ignored signal ignored).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _in_run:
+        raise KeyboardInterrupt
+    # Still importing (torch takes seconds): nothing to clean up yet.
+    print(INTERRUPTED, file=sys.stderr)
+    os._exit(130)
+
+
+def handle_interrupts() -> None:
+    """Ctrl-C prints INTERRUPTED and exits 130, once, whenever it comes (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether `exc` (a SystemExit from Typer, say) was caused by a KeyboardInterrupt."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _on_term(signum, frame) -> None:
@@ -155,11 +192,14 @@ def run(app: typer.Typer, *, record_cost: bool = True) -> None:
     meter = CostMeter()
     try:
         _in_run = True
+        handle_interrupts()  # set already by `import stages` for a stage command
         if under_dvc():
             exit_with_parent()  # armed already by `import stages` unless run differently
         try:
             app()  # typer exits: SystemExit(0) after a successful command
         except SystemExit as done:
+            if _interrupted(done):  # Typer's silent exit 130
+                raise KeyboardInterrupt from None
             if done.code in (0, None) and record_cost and "--help" not in sys.argv[1:]:
                 meter.write()
             raise
@@ -167,8 +207,15 @@ def run(app: typer.Typer, *, record_cost: bool = True) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: finished chunks are kept; rerun to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Written outside laic's own atomic writes (which name the file and the size needed).
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: no space left on the device{where}: free space and rerun to resume", file=sys.stderr)
+        sys.exit(1)
     except ParentGone:
         print(STOPPED, file=sys.stderr)
         sys.exit(143)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from laic_core.artifacts import save_json
 from laic_core.data.datasets import dataset_listing
+from laic_core.errors import LaicError
 from laic_core.provenance import model_identity, vocab_listing
 from laic_core.text.vocab import validate_templates
 from stages import layout
@@ -43,9 +43,12 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
         "vocab": vocab_listing(params.vocab.source, layout.HASH_CACHE, params.vocab.exclude),
         "model": model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE),
     }
+    fit = listings["dataset"]["fit"]
+    if fit.get("images", ds.num_clusters) < ds.num_clusters:  # counted unless a downloaded benchmark
+        raise LaicError(f"dataset.num_clusters: K={ds.num_clusters} is larger than the {fit['images']} fit "
+                        "images, and every cluster needs at least one; lower dataset.num_clusters or add images")
     for name, listing in listings.items():
         save_json(OUTPUTS[name], listing)
-    fit = listings["dataset"]["fit"]
     images = f"{fit['images']} fit images" if "images" in fit else f"{fit['dataset']} ({fit['split']})"
     print(f"validate: {params_file} is valid; {images}")
 

@@ -17,10 +17,11 @@ import pandas as pd
 
 from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
 from laic_core.data.models import load_clip
+from laic_core.errors import name_some
 from laic_core.method.temperature import model_logit_scale
 from laic_core.progress import progress_bar
 from laic_core.provenance import model_identity, record
-from laic_core.text.encode import distinct_token_rows, encode_nouns
+from laic_core.text.encode import distinct_token_rows, encode_nouns, nouns_cut_by_context
 from laic_core.text.prefix_cache import unsupported_reason
 from laic_core.text.tower import TextTower
 from laic_core.text.vocab import (
@@ -50,9 +51,16 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     tower = TextTower(bundle.model)
 
+    noun_tokens = bundle.tokenizer(nouns)
+    cut = nouns_cut_by_context(bundle.tokenizer, nouns, noun_tokens, templates, tower.context_length)
+    if cut:
+        print(f"vocab: note: {len(cut)} noun(s) are longer, in a template, than the text tower's "
+              f"{tower.context_length} tokens and are cut there (their end is not encoded); shorten these "
+              f"lines of {params.vocab.source}: {name_some([n if len(n) <= 60 else n[:57] + '...' for n in cut])}",
+              file=sys.stderr)
     # Nouns the tokenizer cannot tell apart ("Turkey"/"turkey" for CLIP's
     # lower-casing tokenizer) would get identical embeddings; keep the first.
-    keep = distinct_token_rows(bundle.tokenizer(nouns))
+    keep = distinct_token_rows(noun_tokens)
     if len(keep) < len(nouns):
         print(f"vocab: {len(nouns) - len(keep)} noun(s) tokenize like an earlier one; kept the first spelling")
     nouns = [nouns[i] for i in keep]

@@ -406,7 +406,7 @@ def project(tmp_path, monkeypatch, tiny_config):
     return tmp_path
 
 
-def test_centers_stage_and_predict(project, tiny_config):
+def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
 
     from stages.centers import main as centers_stage
     from stages.predict import main as predict
@@ -457,6 +457,20 @@ def test_centers_stage_and_predict(project, tiny_config):
     assert len(pd.read_csv("pred_skip.csv")) == 18
     (project / "images" / "class_0" / "zero.png").unlink()
 
+    # Stale centers and a folder for --out are caught before anything is embedded.
+    import stages.predict
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stages.predict, "load_clip", lambda *a: pytest.fail("embedded before the checks"))
+        with pytest.raises(LaicError, match=r"^--out images: is a folder; give the CSV file to write, "
+                                            r"e.g. --out images/predictions.csv$"):
+            predict(Path("images"), Path("images"), Path("params.yaml"), "fail")
+        write_params(project, tiny_config, K=4)  # num_clusters changed, `dvc repro` not run
+        with pytest.raises(LaicError, match=r"^data/centers/centers.npy: the centers were learned for K=3 "
+                                            r"clusters but params.yaml now says dataset.num_clusters: 4; "
+                                            r"run `dvc repro` to relearn them"):
+            predict(Path("images"), Path("pred3.csv"), Path("params.yaml"), "fail")
+
     # A changed model is caught before anything is embedded, even one of the same width.
     write_params(project, same_width_config(project))
     with pytest.raises(LaicError, match=r"prompts.pt: the centers were learned with model .*laic-tiny-clip.json"
@@ -494,6 +508,21 @@ def test_centers_stage_input_checks(project, tiny_config):
     save_npy("data/neighbors/reliable.npy", np.zeros(18, bool))
     with pytest.raises(LaicError, match="no fit image is reliable"):
         centers_stage(Path("params.yaml"))
+
+
+def test_as_many_clusters_as_images_says_why_no_image_can_be_reliable(project, tiny_config):
+    """The probe: K = N gave "lower neighbors.min_agreement or neighbors.k", which cannot help."""
+    from stages.centers import main as centers_stage
+
+    write_params(project, tiny_config, K=18)
+    save_npy("data/neighbors/pseudo.npy", np.arange(18, dtype=np.int64))  # k-means at K = N
+    save_npy("data/neighbors/reliable.npy", np.zeros(18, bool))
+    with pytest.raises(LaicError) as err:
+        centers_stage(Path("params.yaml"))
+    assert str(err.value) == (
+        "data/neighbors/reliable.npy: no fit image can be reliable: K=18 clusters of 18 fit images leave one "
+        "image per pseudo-label, and a reliable image needs 3 of its k=3 neighbours in its own pseudo-label; "
+        "lower dataset.num_clusters well below the number of images")
 
 
 def test_centers_refuse_features_of_another_model_of_the_same_width(project):

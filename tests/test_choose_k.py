@@ -276,3 +276,46 @@ def test_command_lists_the_candidates_to_compare_when_unsure(project):
     assert saved["confidence"] != "high"
     assert "dvc queue start" in result.output
     assert saved["compare_commands"][0] == f"dvc exp run --queue -S dataset.num_clusters={saved['k']}"
+
+
+def test_command_where_the_smallest_k_tried_wins_writes_every_output(project):
+    """The probe: the smallest K winning gave "Object of type bool is not JSON serializable"."""
+    result = invoke("--ks", "6-8", "--seeds", "2", "--out", "out")
+    assert result.exit_code == 0, result.output
+    saved = json.loads(Path("out/suggestion.json").read_text())
+    assert saved["k"] == 6 and saved["at_edge"] is True and saved["confidence"] == "low"
+    assert pd.read_csv("out/curves.csv")["k"].tolist() == [6, 7, 8]
+
+
+def test_command_writes_its_outputs_together_or_not_at_all(project, monkeypatch):
+    import stages.choose_k
+
+    assert invoke("--ks", "3-5", "--seeds", "2", "--out", "out").exit_code == 0
+    before = {name: Path("out", name).read_bytes() for name in ("curves.csv", "choose_k.png", "suggestion.json")}
+
+    def broken_figure(fig, path):
+        raise OSError("the figure could not be written")
+
+    monkeypatch.setattr(stages.choose_k, "save_figure", broken_figure)
+    assert invoke("--ks", "6-8", "--seeds", "2", "--out", "out").exit_code != 0
+    assert {name: Path("out", name).read_bytes() for name in before} == before  # the first run's, all three
+    assert sorted(p.name for p in Path("out").iterdir()) == sorted(before)  # no temporary file left
+
+
+def test_command_refuses_features_of_other_images_than_params_choose(project):
+    """The probe: dataset.root changed without `dvc repro embed`; choose_k suggested a K for the old images."""
+    from laic_core.config import params_from_dict
+    from laic_core.provenance import check_dataset, dataset_settings
+
+    dataset = {"kind": "imagefolder", "root": "photos", "fit_split": "all", "eval_split": "all", "num_clusters": 4}
+    made_with = params_from_dict({"dataset": dataset}).dataset
+    meta = {**provenance_meta(dim=DIM), "dataset_settings": dataset_settings(made_with, "fit")}
+    save_parquet("data/features/fit.parquet", pd.DataFrame({"row": range(180)}), meta)
+    check_dataset("data/features/fit.parquet", "fit", made_with)  # the same settings: no word
+    Path("params.yaml").write_text(yaml.safe_dump({"dataset": {**dataset, "root": "photos_2024"}}))
+    result = invoke("--ks", "2-4")
+    assert isinstance(result.exception, LaicError)
+    assert str(result.exception) == (
+        "data/features/fit.parquet holds the features of other images (dataset.root: photos) than params.yaml "
+        "now chooses (dataset.root: photos_2024); run `dvc repro embed` to embed these, or restore the "
+        "dataset settings")

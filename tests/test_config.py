@@ -78,3 +78,32 @@ def test_tilde_means_home_in_every_setting_that_names_a_file(monkeypatch):
                                                             "/home/someone/models/tiny.pt")
     plain = params_from_dict({})
     assert (plain.model.name, plain.model.pretrained, plain.vocab.source) == ("ViT-B-32", "openai", "wordnet")
+
+
+def test_a_seed_beyond_what_numpy_takes_is_refused_by_validate():
+    assert params_from_dict({"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(LaicError, match=r"seed: 4294967296 must be an integer in 0..4294967295"):
+        params_from_dict({"seed": 4294967296})
+
+
+def test_numbers_yaml_1_1_reads_as_strings_are_taken_as_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads a float without a dot, `2e-3`, as the string "2e-3"
+    (tmp_path / "params.yaml").write_text("seed: 1e3\ncenters:\n  lr: 2e-3\n  tau: 1E-2\n")
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert raw["centers"]["lr"] == "2e-3"
+    params = load_params(tmp_path / "params.yaml")
+    assert params.seed == 1000 and isinstance(params.seed, int)
+    assert params.centers.lr == 0.002 and params.centers.tau == 0.01
+    assert params_from_dict({"dataset": {"num_clusters": 10.0}}).dataset.num_clusters == 10
+    for bad, message in (({"seed": "1.5e0"}, "seed: '1.5e0' must be an integer"),
+                         ({"centers": {"lr": "fast"}}, "centers.lr: 'fast' must be a number"),
+                         ({"centers": {"lr": "nan"}}, "centers.lr: 'nan' must be a number"),
+                         ({"dataset": {"num_clusters": 2.5}}, "num_clusters: 2.5 must be an integer")):
+        with pytest.raises(LaicError, match=message):
+            params_from_dict(bad)
+
+
+def test_a_temperature_too_small_to_compute_with_is_refused_by_validate():
+    with pytest.raises(LaicError, match=r"relation.tau: 1e-40 must be 'auto' or a number >= 1e-30"):
+        params_from_dict({"relation": {"kind": "softmax", "tau": 1.0e-40}})
+    assert params_from_dict({"relation": {"tau": 1e-30}}).relation.tau == 1e-30

@@ -164,6 +164,88 @@ def test_tilde_in_root_is_the_home_folder(tmp_path, monkeypatch):
     assert load_split("manifest", "", "~/m.csv", "all").sources() == [str(tmp_path / "photos/class_0/img_0.png")]
 
 
+# ------------------------------------------------------------- what a practitioner's folder holds
+
+
+def test_hidden_folders_are_skipped_and_named(tmp_path):
+    tree = make_image_tree(tmp_path / "tree", classes=2, per_class=2)
+    make_image_tree(tree / ".Trash-1000", classes=1, per_class=3)  # would have become a class
+    make_image_tree(tree / "class_0" / ".thumbnails", classes=1, per_class=2)
+    split = load_split("imagefolder", "", tree, "all")
+    assert len(split) == 4 and split.class_names == ["class 0", "class 1"]
+    assert not any("/." in s for s in split.sources())
+    assert len(split.notes) == 1
+    assert "skipped 2 hidden folder(s)" in split.notes[0]
+    assert ".Trash-1000" in split.notes[0] and "class_0/.thumbnails" in split.notes[0]
+
+
+def test_every_format_pillow_reads_is_taken_and_other_files_are_named(tmp_path):
+    from PIL import features
+
+    tree = make_image_tree(tmp_path / "tree", classes=1, per_class=2)
+    photo = Image.open(tree / "class_0" / "img_0.png").convert("RGB")
+    formats = {".jfif": "JPEG", ".jpe": "JPEG"}  # what cameras and old tools write
+    if features.check("jpg_2000"):
+        formats[".jp2"] = "JPEG2000"
+    if features.check("avif"):
+        formats[".avif"] = "AVIF"
+    for suffix, fmt in formats.items():
+        photo.save(tree / "class_0" / f"camera{suffix}", format=fmt)
+    (tree / "class_0" / "notes.txt").write_text("not an image")
+    (tree / "class_0" / "clip.mov").write_bytes(b"\x00" * 16)
+    split = load_split("imagefolder", "", tree, "all")
+    taken = {Path(s).suffix for s in split.sources()}
+    assert taken == {".png", *formats}
+    assert all(split.load_image(i).size == (20, 20) for i in range(len(split)))
+    note = next(n for n in split.notes if n.startswith("left out"))
+    assert "left out 2 file(s)" in note and "(.mov, .txt)" in note
+    assert "notes.txt" in note and "clip.mov" in note
+
+
+def test_train_and_test_folders_under_fit_split_all_get_a_note(tmp_path):
+    make_image_tree(tmp_path / "data" / "train", classes=2, per_class=2)
+    make_image_tree(tmp_path / "data" / "test", classes=2, per_class=1)
+    split = load_split("imagefolder", "", tmp_path / "data", "all")
+    assert split.class_names == ["test", "train"]  # what the user asked for, with a word about it
+    assert len(split.notes) == 1 and "looks like a split layout (test/, train/)" in split.notes[0]
+    assert "set dataset.fit_split: train and dataset.eval_split: test" in split.notes[0]
+    assert load_split("imagefolder", "", tmp_path / "data", "train").notes == []
+
+
+def test_a_manifest_listing_an_image_twice_is_refused_with_its_rows(tmp_path):
+    make_image_tree(tmp_path / "imgs", classes=1, per_class=2)
+    rows = [("imgs/class_0/img_0.png", "cat"), ("imgs/class_0/img_1.png", "cat"),
+            ("imgs/../imgs/class_0/img_0.png", "dog")]  # the same file, spelt otherwise, another label
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(LaicError, match=r"m.csv: 1 image\(s\) listed more than once: .*img_0.png "
+                                        r"\(rows 2 and 4\); list each image once"):
+        load_split("manifest", "", tmp_path / "m.csv", "all")
+
+
+def test_a_file_given_as_an_image_folder_names_the_kind_to_set(tmp_path):
+    pd.DataFrame({"path": ["a.png"]}).to_csv(tmp_path / "images.csv", index=False)
+    with pytest.raises(LaicError, match=r"dataset.root: .*images.csv is a file, not a folder of images; "
+                                        r"for a list of images set dataset.kind: manifest"):
+        load_split("imagefolder", "", tmp_path / "images.csv", "all")
+    with pytest.raises(LaicError, match=r"is a folder, not a manifest file; .*dataset.kind: imagefolder"):
+        load_split("manifest", "", tmp_path, "all")
+
+
+def test_source_paths_are_written_without_dot_dot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_image_tree(tmp_path / "photos", classes=1, per_class=1)
+    (tmp_path / "lists").mkdir()
+    pd.DataFrame({"path": ["../photos/class_0/img_0.png"]}).to_csv(tmp_path / "lists" / "m.csv", index=False)
+    assert load_split("manifest", "", "lists/m.csv", "all").sources() == ["photos/class_0/img_0.png"]
+    assert load_split("imagefolder", "", "lists/../photos", "all").sources() == ["photos/class_0/img_0.png"]
+    # After a symbolic link, `..` leaves the link's target: there the path is resolved, not cut.
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "er", target_is_directory=True)
+    make_image_tree(tmp_path / "deep" / "pics", classes=1, per_class=1)
+    sources = load_split("imagefolder", "", "link/../pics", "all").sources()
+    assert sources == [str(tmp_path / "deep" / "pics" / "class_0" / "img_0.png")]
+
+
 # ------------------------------------------------------------- UCF-101 middle frames
 
 

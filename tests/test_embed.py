@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,57 @@ def test_interrupted_embed_resumes_only_the_remainder(project, monkeypatch):
     np.testing.assert_allclose(resumed[8:], reference[8:], rtol=0, atol=1e-5)
 
 
+def run_embed_command(monkeypatch, capsys) -> tuple[int, str]:
+    """`python -m stages.embed` in this process: (exit code, what it printed on stderr)."""
+    from stages import embed, runner
+
+    monkeypatch.setattr("sys.argv", ["stages.embed"])
+    monkeypatch.setattr(runner, "handle_interrupts", lambda: None)  # pytest keeps its own Ctrl-C
+    with pytest.raises(SystemExit) as done:
+        runner.run(embed.app, record_cost=False)
+    return done.value.code, capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(project, monkeypatch, capsys):
+    import errno
+
+    real_save = np.save
+    saved = []
+
+    def disk_fills_after_two_chunks(fh, array, *args, **kwargs):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(array.shape)
+        real_save(fh, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", disk_fills_after_two_chunks)
+    code, err = run_embed_command(monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: no space left on the device while writing "
+                        r"data/features/fit.npy.partial/chunk_000002.npy \(it needs 512 bytes; .* free there\): "
+                        r"free space and rerun to resume", line), line
+    partial = Path("data/features/fit.npy.partial")
+    assert sorted(p.name for p in partial.glob("*.npy")) == ["chunk_000000.npy", "chunk_000001.npy"]
+    assert not list(partial.glob(".*"))  # no temporary file left beside them
+    kept = np.concatenate([np.load(partial / f"chunk_00000{i}.npy") for i in (0, 1)])
+    monkeypatch.setattr(np, "save", real_save)
+    run_embed()  # resumes: the kept chunks are the first rows, as they were
+    np.testing.assert_array_equal(np.load("data/features/fit.npy")[:8], kept)
+
+
+def test_embed_stops_before_encoding_when_its_outputs_cannot_fit(project, monkeypatch):
+    import shutil
+
+    from laic_core.data import encode
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))
+    monkeypatch.setattr(encode, "encode_images", lambda *a, **k: pytest.fail("encoded on a full disk"))
+    with pytest.raises(LaicError, match=r"^data/features: embedding the 15 fit images needs about 3.8 KiB, "
+                                        r"but only 100 bytes are free there; free space, then rerun$"):
+        run_embed()
+
+
 def test_stale_chunks_from_another_model_are_discarded(tmp_path):
     a = ChunkedArray(tmp_path / "x.npy", 10, 4, key="model-a")
     a.write_chunk(0, np.ones((4, 2), np.float32))
@@ -216,6 +268,47 @@ def test_unusual_modes_are_converted_not_rejected(project):
     assert np.isfinite(np.load("data/features/fit.npy")).all()
 
 
+def phone_photo(folder: Path, seed: int = 3) -> np.ndarray:
+    """upright.jpg, and sideways.jpg: the same photo stored as a phone stores a portrait one (its
+    pixels turned a quarter, EXIF Orientation 6 saying so). Returns the upright pixels."""
+    rng = np.random.default_rng(seed)
+    pixels = np.kron(rng.integers(0, 255, (6, 4, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 48 x 32
+    upright = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to display
+    lossless = {"quality": 100, "subsampling": 0}
+    upright.save(folder / "upright.jpg", **lossless)
+    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", exif=exif, **lossless)
+    return pixels
+
+
+def test_exif_orientation_is_applied_wherever_an_image_is_read(project):
+    from laic_core.data.images import open_image
+    from laic_core.views.gallery import load_thumbnails, source_loader
+
+    folder = project / "images" / "class_0"
+    pixels = phone_photo(folder)
+    for name in ("upright.jpg", "sideways.jpg"):
+        opened = np.asarray(open_image(folder / name), dtype=float)
+        assert opened.shape == pixels.shape and np.abs(opened - pixels).mean() < 3
+    run_embed()  # predict reads its folder through the same split
+    sources = pd.read_parquet("data/features/fit.parquet")["source"].tolist()
+    feats = np.load("data/features/fit.npy")
+    up, side = (feats[sources.index(str(Path("images/class_0") / n))] for n in ("upright.jpg", "sideways.jpg"))
+    assert float(up @ side) > 0.999
+    thumbs = load_thumbnails(source_loader(sources), [sources.index(s) for s in sources if s.endswith(".jpg")])
+    assert np.abs(np.asarray(thumbs[0], float) - np.asarray(thumbs[1], float)).mean() < 3
+
+
+def test_a_huge_image_warning_names_its_file(tmp_path, monkeypatch):
+    from laic_core.data.images import open_image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "panorama.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,200 pixels: over the limit, under twice it
+    with pytest.warns(Image.DecompressionBombWarning, match=r"panorama.png: Image size \(1200 pixels\)"):
+        assert open_image(tmp_path / "panorama.png").size == (40, 30)
+
+
 def test_to_rgb_rescales_16_bit_and_composites_alpha():
     deep = Image.fromarray(np.full((2, 2), 65535, np.uint16))
     assert np.asarray(to_rgb(deep)).min() == 255
@@ -274,6 +367,10 @@ def test_features_and_noun_embeddings_record_the_model_that_made_them(project, t
     assert text["model"] == prov["model"] and text["embed_dim"] == 32
     check_same_model(["data/features/fit.parquet", "data/features/eval.parquet", "data/vocab/nouns.parquet"],
                      model_identity(str(tiny_config), "none"))
+    # and the dataset settings that chose the images (what choose_k checks params.yaml against)
+    for role in ("fit", "eval"):
+        assert load_parquet_meta(f"data/features/{role}.parquet")["dataset_settings"] == {
+            "kind": "imagefolder", "name": "cifar10", "root": "images", "split": "all"}
 
 
 def test_chunk_assembler_writes_only_complete_chunks_in_any_order(tmp_path):

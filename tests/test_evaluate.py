@@ -442,3 +442,21 @@ def test_skipped_files_are_counted_and_listed_in_the_report(project):
     assert "`images/broken_20.jpg`" not in report and "and 3 more" in report
     # fit = eval split: the same note once, not twice
     assert report.count("unreadable image(s) skipped") == 1
+
+
+def test_a_single_class_run_says_its_scores_mean_nothing(project, capsys):
+    """The probe: one labelled class, and SCAN's one cluster for everything reported 100/100/100."""
+    write_artifacts(project)
+    for role in ("fit", "eval"):
+        path = project / "data" / "features" / f"{role}.parquet"
+        meta = load_parquet_meta(path)
+        table = pd.read_parquet(path).assign(label=0)
+        save_parquet(path, table, meta)
+    run_evaluate()
+    scores = json.loads(Path("metrics/scores.json").read_text())
+    assert scores["scan"]["acc"] == pytest.approx(1.0)  # what the note is about: 100%
+    note = ("the labelled eval images hold one class (cat): ACC, NMI and ARI mean nothing with one class "
+            "(a method that puts every image in one cluster scores 100)")
+    assert note in capsys.readouterr().err
+    assert any(note in n for n in json.loads(Path("metrics/diagnostics.json").read_text())["notes"])
+    assert note in Path("metrics/report.md").read_text()

@@ -194,6 +194,43 @@ def test_gallery_draws_thumbnails_at_their_place_and_handles_edge_cases(tmp_path
         gallery_figures([{"id": 1}])
 
 
+def _cjk_gallery(tmp_path):
+    """A gallery whose cluster names and runner-up nouns are Chinese, Japanese and Korean, saved."""
+    import warnings
+
+    cluster = {"id": 0, "name": "猫", "runner_ups": ["子猫", "고양이"], "size": 3, "empty": False,
+               "thumbnails": [Image.new("RGB", (64, 64))], "label": "mostly: 猫 (100%)"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_figure(gallery_figures([cluster], title="クラスタ")[0], tmp_path / "cjk.png")
+    return [str(w.message) for w in caught]
+
+
+def test_cjk_names_without_a_cjk_font_are_drawn_quietly(tmp_path, monkeypatch):
+    """The probe: every CJK glyph of every figure warned "Glyph ... missing from font(s) DejaVu Sans"."""
+    import matplotlib
+
+    from laic_core.views import figures
+
+    monkeypatch.setattr(figures, "cjk_fonts", lambda: ())  # a CI machine without fonts-noto-cjk
+    with matplotlib.rc_context():
+        assert _cjk_gallery(tmp_path) == []
+
+
+def test_cjk_names_use_an_installed_cjk_font(tmp_path):
+    import matplotlib
+    from matplotlib import font_manager
+
+    from laic_core.views.figures import cjk_fonts
+
+    if not cjk_fonts():
+        pytest.skip("no font with CJK glyphs installed (e.g. Debian's fonts-noto-cjk)")
+    with matplotlib.rc_context():
+        assert _cjk_gallery(tmp_path) == []
+        used = font_manager.fontManager._find_fonts_by_props(font_manager.FontProperties())
+        assert any(font_manager.get_font(path).family_name in cjk_fonts() for path in used)
+
+
 # ------------------------------------------------------------------ entries
 
 

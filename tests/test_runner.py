@@ -141,6 +141,7 @@ def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["stage"])
     called = []
     monkeypatch.setattr(runner, "exit_with_parent", lambda: called.append(True))
+    monkeypatch.setattr(runner, "handle_interrupts", lambda: None)  # pytest keeps its own Ctrl-C
     app = runner.stage_app()
     app.command()(lambda: None)
     for env, expected in ((None, []), ("embed", [True])):
@@ -151,3 +152,72 @@ def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
         with pytest.raises(SystemExit) as done:
             runner.run(app)
         assert done.value.code in (0, None) and called == expected
+
+
+def test_a_full_disk_outside_laics_own_writes_is_one_line(monkeypatch, capsys):
+    import errno
+
+    from stages import runner
+
+    monkeypatch.setattr(sys, "argv", ["stage"])
+    monkeypatch.setattr(runner, "handle_interrupts", lambda: None)  # pytest keeps its own Ctrl-C
+    app = runner.stage_app()
+
+    @app.command()
+    def main() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "data/centers/prompts.pt")
+
+    with pytest.raises(SystemExit) as done:
+        runner.run(app, record_cost=False)
+    assert done.value.code == 1
+    assert capsys.readouterr().err == ("error: no space left on the device while writing data/centers/prompts.pt: "
+                                       "free space and rerun to resume\n")
+
+
+# A stand-in for embed: a Typer stage whose DataLoader worker process feeds it batches.
+INTERRUPTED_STAGE = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {project!r})
+    from stages import runner  # under dvc (DVC_STAGE), this already handles Ctrl-C
+    from torch.utils.data import DataLoader, Dataset
+
+    class Slow(Dataset):
+        def __len__(self):
+            return 10**6
+
+        def __getitem__(self, i):
+            time.sleep(0.01)
+            return i
+
+    app = runner.stage_app()
+
+    @app.command()
+    def main(out: str) -> None:
+        for n, batch in enumerate(DataLoader(Slow(), batch_size=4, num_workers=1)):
+            if n == 3:
+                open(out + ".encoding", "w").close()
+
+    runner.run(app)
+""")
+
+
+@needs_proc
+def test_ctrl_c_prints_the_projects_line_every_time(tmp_path):
+    """The probe: SIGINT to the process group (Ctrl-C under `dvc repro`) during embed exited 130 silently
+    (Typer turns KeyboardInterrupt into a plain exit 130) or with "Exception ignored in threading"."""
+    script = tmp_path / "stage.py"
+    script.write_text(INTERRUPTED_STAGE.format(project=str(PROJECT)))
+    out = str(tmp_path / "out")
+    stage = subprocess.Popen([sys.executable, str(script), out], env=dict(os.environ, DVC_STAGE="embed"),
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: Path(out + ".encoding").exists() or stage.poll() is not None, 60)
+        os.killpg(stage.pid, signal.SIGINT)  # the whole group, as a terminal does: the worker too
+        time.sleep(0.05)
+        os.killpg(stage.pid, signal.SIGINT)  # an impatient second Ctrl-C, during the clean-up
+        _, err = stage.communicate(timeout=60)
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+    assert stage.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted: finished chunks are kept; rerun to resume"], err

@@ -116,3 +116,14 @@ def test_artifacts_that_record_no_model_are_refused(workdir):
     save_parquet("data/features/eval.parquet", pd.DataFrame({"row": range(10)}))
     with pytest.raises(LaicError, match=r"eval.parquet: does not record which model made it.*dvc repro"):
         run("relation")
+
+
+def test_a_softmax_temperature_that_overflows_writes_nothing(workdir):
+    """The probe: relation.kind softmax at tau 1e-40 gave NaN rows and a message to rerun, which repeats it."""
+    run("nouns")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["relation"] = {"kind": "softmax", "tau": "auto", "tau_relative": 1e-40}  # validate passes it
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LaicError, match=r"relation.tau: 'auto' gives .* = 1e-42, below 1e-30.*tau_relative"):
+        run("relation")
+    assert not Path("data/relation").exists()

@@ -46,8 +46,13 @@ def test_a_trained_checkpoint_brings_its_own_scale(tiny_config, tmp_path):
 
 def test_a_number_is_an_absolute_temperature_and_bad_values_are_named():
     assert resolve_temperature(0.02, 1.0, 29.3, "centers.tau") == 0.02
-    with pytest.raises(LaicError, match="centers.tau.*'auto' or a number > 0"):
+    with pytest.raises(LaicError, match="centers.tau.*'auto' or a number >= 1e-30"):
         resolve_temperature(-1.0, 1.0, 100.0, "centers.tau")
+    # So small that cosines / tau overflow float32: softmax rows would be NaN
+    with pytest.raises(LaicError, match=r"relation.tau: 1e-40 must be 'auto' or a number >= 1e-30 .*overflow"):
+        resolve_temperature(1e-40, 0.5, 100.0, "relation.tau")
+    with pytest.raises(LaicError, match=r"relation.tau: 'auto' gives .* = 1e-42.*raise relation.tau_relative"):
+        resolve_temperature("auto", 1e-40, 100.0, "relation.tau")
     with pytest.raises(LaicError, match="relation.tau: 'auto' needs the model's logit scale"):
         resolve_temperature("auto", 0.5, None, "relation.tau")
     with pytest.raises(LaicError, match="no logit_scale"):

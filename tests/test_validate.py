@@ -20,7 +20,8 @@ def project(tmp_path, monkeypatch, tiny_config):
     monkeypatch.chdir(tmp_path)
     make_image_tree(tmp_path / "images", classes=2, per_class=3)
     Path("nouns.txt").write_text("dog\ncat\n")
-    write_params(dataset={"kind": "imagefolder", "root": "images", "fit_split": "all", "eval_split": "all"},
+    write_params(dataset={"kind": "imagefolder", "root": "images", "fit_split": "all", "eval_split": "all",
+                          "num_clusters": 2},
                  model={"name": str(tiny_config), "pretrained": "none"}, vocab={"source": "nouns.txt"})
     return tmp_path
 
@@ -80,17 +81,35 @@ def test_listings_change_only_when_their_inputs_do(project):
 
 
 def test_manifest_edited_in_place_changes_the_listing(project):
-    rows = pd.DataFrame({"path": ["images/class_0/img_0.png", "images/class_1/img_0.png"], "label": ["a", "b"]})
+    rows = pd.DataFrame({"path": ["images/class_0/img_0.png", "images/class_1/img_0.png",
+                                  "images/class_1/img_1.png"], "label": ["a", "b", "b"]})
     rows.to_csv("m.csv", index=False)
     edit_params("dataset", kind="manifest", root="m.csv")
     first = validate()
-    rows.assign(label=["b", "a"]).to_csv("m.csv", index=False)  # same files, labels swapped
+    rows.assign(label=["b", "a", "a"]).to_csv("m.csv", index=False)  # same files, labels swapped
     assert changed(first, validate()) == {"dataset"}
-    rows.iloc[:1].to_csv("m.csv", index=False)  # one image fewer
+    rows.iloc[:2].to_csv("m.csv", index=False)  # one image fewer
     assert changed(first, validate()) == {"dataset"}
 
 
 def test_dataset_problems_stop_the_run_at_the_first_stage(project):
     (project / "images" / "class_9").symlink_to(project / "unmounted")
     with pytest.raises(LaicError, match=r"broken symbolic link.*class_9"):
+        validate()
+
+
+def test_a_file_as_the_image_folder_is_one_line_naming_the_kind(project):
+    """The probe: dataset.root a CSV file while kind is imagefolder gave a NotADirectoryError traceback."""
+    pd.DataFrame({"path": ["images/class_0/img_0.png"]}).to_csv("images.csv", index=False)
+    edit_params("dataset", root="images.csv")
+    with pytest.raises(LaicError, match=r"^dataset.root: images.csv is a file, not a folder of images; "
+                                        r"for a list of images set dataset.kind: manifest$"):
+        validate()
+
+
+def test_more_clusters_than_images_stops_validate_before_embed(project):
+    edit_params("dataset", num_clusters=6)
+    validate()  # as many clusters as images: allowed here (centers says why it cannot train)
+    edit_params("dataset", num_clusters=7)
+    with pytest.raises(LaicError, match=r"dataset.num_clusters: K=7 is larger than the 6 fit images"):
         validate()

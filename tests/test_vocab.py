@@ -497,3 +497,28 @@ def test_vocab_stage_leaves_out_excluded_nouns_and_flags_proper_ones(tmp_path, m
     assert np.load("data/vocab/text.npy").shape[0] == 3
     log = capsys.readouterr().out
     assert "left out 3 noun(s)" in log and "mine.txt" in log and "Paedophile" not in log
+
+
+def test_a_noun_longer_than_the_text_context_is_named_not_cut_silently(tmp_path, monkeypatch, tiny_config,
+                                                                        tiny_bundle, capsys):
+    import yaml
+
+    from laic_core.text.encode import nouns_cut_by_context
+    from stages.vocab import main
+
+    edge = " ".join(["striped"] * 70)  # in "a photo of a {}.", with its start and end: 77 tokens, which fit
+    long_line = edge + " zebra"  # 78: the tokenizer cuts it, and the noun's last word is lost
+    nouns = ["dog", edge, long_line]
+    cut = nouns_cut_by_context(tiny_bundle.tokenizer, nouns, tiny_bundle.tokenizer(nouns),
+                               ["a photo of a {}."], 77)
+    assert cut == [long_line]
+
+    monkeypatch.chdir(tmp_path)
+    Path("nouns.txt").write_text(f"dog\ncat\n{long_line}\n")
+    Path("params.yaml").write_text(yaml.safe_dump({
+        "model": {"name": str(tiny_config), "pretrained": "none", "device": "cpu"},
+        "vocab": {"source": "nouns.txt"}}))
+    main(Path("params.yaml"))
+    err = capsys.readouterr().err
+    assert ("vocab: note: 1 noun(s) are longer, in a template, than the text tower's 77 tokens and are cut "
+            "there (their end is not encoded); shorten these lines of nouns.txt: striped striped") in err

@@ -13,6 +13,7 @@ files live in `laic_core.data.images`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,9 +21,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from laic_core.data.images import IMAGE_EXTENSIONS, FileSplit, ImageSplit, name_some, tree_images
+from laic_core.data.images import FileSplit, ImageSplit, tidy_path, tree_images
 from laic_core.data.ucf101 import ucf101_split
-from laic_core.errors import LaicError
+from laic_core.errors import LaicError, name_some
 from laic_core.provenance import digest
 
 # CIFAR-100 fine label -> one of the 20 standard super-classes (the map
@@ -163,6 +164,9 @@ def _ucf101_split(bench: "Benchmark", root: Path, split: str, download: bool) ->
     return ucf101_split(root, split)
 
 
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+
 def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
                   name: str | None = None) -> FileSplit:
     """Images under root/split (or root itself for split 'all').
@@ -175,6 +179,10 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
     folder = root if split == "all" else root / split
     if not root.exists():
         raise LaicError(f"dataset.root: {root} does not exist; point it at your image folder")
+    if not root.is_dir():
+        raise LaicError(f"dataset.root: {root} is a file, not a folder of images; "
+                        + ("for a list of images set dataset.kind: manifest"
+                           if root.suffix.lower() in MANIFEST_SUFFIXES else "point it at your image folder"))
     if not folder.is_dir():
         subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise LaicError(
@@ -205,7 +213,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
     paths, ignored, notes = tree_images(folder)
     if not paths:
         raise LaicError(
-            f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+            f"{folder}: no images found (no file with an extension the installed Pillow reads"
             f"{f'; ignored {ignored} other file(s)' if ignored else ''}); check dataset.root and the split"
         )
     rel = [p.relative_to(folder) for p in paths]
@@ -216,6 +224,8 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
         labels = np.asarray([index[r.parts[0]] if inside else -1 for r, inside in zip(rel, in_class)],
                             dtype=np.int64)
         class_names = _class_names_file(root, folders) or [f.replace("_", " ") for f in folders]
+        if split == "all":
+            notes += _split_layout_note(root, folders)
         stray = [p for p, inside in zip(paths, in_class) if not inside]
         if stray:
             # Chosen over an error: labels feed only the metrics, so these images
@@ -228,6 +238,26 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
     else:
         class_names, labels = None, None
     return FileSplit(str(folder), paths, labels, class_names, notes)
+
+
+# Folder names that say "a split of a dataset", not "a class of images".
+_SPLIT_FOLDER_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "trainval", "eval")
+
+
+def _split_layout_note(root: Path, folders: list[str]) -> list[str]:
+    """A note when the class folders of `fit_split: all` look like splits (train/, test/).
+
+    Their names would become the classes: the metrics would score train
+    against test and zero-shot would use "train" as a class name.
+    """
+    splits = [f for f in folders if f.lower() in _SPLIT_FOLDER_NAMES]
+    if len(splits) < 2:
+        return []
+    fit = next((f for f in splits if f.lower().startswith("train")), splits[0])
+    other = next(f for f in splits if f != fit)
+    return [f"{root} looks like a split layout ({', '.join(f + '/' for f in splits)}): with fit_split: all "
+            f"these folders became the classes; set dataset.fit_split: {fit} and dataset.eval_split: {other} "
+            "to use the class folders inside them"]
 
 
 def _class_names_file(root: Path, folders: list[str]) -> list[str] | None:
@@ -257,12 +287,15 @@ def _class_names_file(root: Path, folders: list[str]) -> list[str] | None:
 def _read_manifest(path: Path):
     import pandas as pd
 
+    if path.is_dir():
+        raise LaicError(f"dataset.root: {path} is a folder, not a manifest file; for a folder of images "
+                        "set dataset.kind: imagefolder")
     if not path.is_file():
         raise LaicError(f"dataset.root: manifest {path} does not exist")
     try:
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
             table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
         else:
             raise LaicError(f"dataset.root: manifest {path} must be a .csv, .tsv or .parquet file")
@@ -306,7 +339,8 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
                 f"{path}: row {row_no + 2} names {p}, which does not exist (resolved to {full}); "
                 "paths are relative to the manifest's folder unless absolute"
             )
-        paths.append(full)
+        paths.append(tidy_path(full))
+    _refuse_repeated_files(path, rows.index, paths)
     labels = class_names = None
     if "label" in table.columns:
         all_labels = table["label"]
@@ -325,6 +359,25 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
             labels = np.asarray([index.get(v, -1) if v == v else -1 for v in rows["label"]], np.int64)
             class_names = [str(v) for v in names]
     return FileSplit(str(path), paths, labels, class_names)
+
+
+def _refuse_repeated_files(manifest: Path, row_ids, paths: list[Path]) -> None:
+    """An error naming every image the manifest lists more than once (under any spelling of its path).
+
+    A repeated image would be clustered and scored twice, and with another
+    label it adds a class that is not there.
+    """
+    first_row: dict[str, int] = {}
+    repeats = []
+    for row_no, p in zip(row_ids, paths):
+        key = os.path.realpath(p)
+        if key in first_row:
+            repeats.append(f"{p} (rows {first_row[key] + 2} and {row_no + 2})")
+        else:
+            first_row[key] = row_no
+    if repeats:
+        raise LaicError(f"{manifest}: {len(repeats)} image(s) listed more than once: {name_some(repeats)}; "
+                        "list each image once, with its one label")
 
 
 # ---------------------------------------------------------------- registry
@@ -442,7 +495,7 @@ KINDS = ("torchvision", "imagefolder", "manifest")
 
 def load_split(kind: str, name: str, root: str | Path, split: str, *, download: bool = True) -> ImageSplit:
     """One split of a dataset: a registered benchmark (kind torchvision), a folder or a manifest."""
-    root = Path(root).expanduser()
+    root = tidy_path(Path(root).expanduser())
     if kind == BENCHMARK_KIND:
         bench = get_benchmark(name)
         return _LOADERS[bench.source](bench, root, split, download)

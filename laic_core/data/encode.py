@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from laic_core.artifacts import ChunkAssembler, ChunkedArray
-from laic_core.data.images import MAX_LISTED, ImageSplit, to_rgb
+from laic_core.data.images import ImageSplit, to_rgb
 from laic_core.data.models import ClipBundle
-from laic_core.errors import LaicError
+from laic_core.errors import MAX_LISTED, LaicError
 from laic_core.progress import progress_bar
 
 

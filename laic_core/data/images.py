@@ -10,21 +10,89 @@ caller can fail with the file's name or skip it. The dataset registry
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
-from laic_core.errors import LaicError
+from laic_core.errors import LaicError, name_some
 
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-)
+# Formats Pillow registers but cannot turn into pixels here: MPEG, whose
+# plugin reads a video's frame size and decodes nothing (the stubs, such as
+# HDF5 and GRIB, are recognised by their class).
+_UNDECODED_FORMATS = {"MPEG"}
+
+
+def _readable_extensions() -> tuple[str, ...]:
+    """Every file extension the installed Pillow decodes (lower case, with the dot).
+
+    Asked of Pillow rather than listed by hand: a fixed list left out the
+    `.jfif` and `.jpe` files cameras write, and the AVIF and JPEG 2000 files
+    Pillow reads when it is built with them.
+    """
+    Image.init()
+    readable = set()
+    for extension, format_name in Image.registered_extensions().items():
+        opener = Image.OPEN.get(format_name)
+        if opener is None or format_name in _UNDECODED_FORMATS:
+            continue
+        if isinstance(opener[0], type) and issubclass(opener[0], ImageFile.StubImageFile):
+            continue  # needs a decoder the application installs
+        if format_name == "EPS" and not _has_ghostscript():  # PostScript is rendered by Ghostscript
+            continue
+        readable.add(extension.lower())
+    return tuple(sorted(readable))
+
+
+def _has_ghostscript() -> bool:
+    from PIL import EpsImagePlugin
+
+    return bool(EpsImagePlugin.has_ghostscript())
+
+
+IMAGE_EXTENSIONS = _readable_extensions()
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """`img` turned as its EXIF Orientation tag says (itself when there is none, or it says "upright").
+
+    Phones store a portrait photo's pixels sideways and say so in the tag;
+    CLIP embeds the pixels it is given, and a sideways cat is about as far
+    from the upright one as another cat is.
+    """
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a damaged EXIF block must not cost a readable image its pixels
+        return img
+    return img if orientation == 1 else ImageOps.exif_transpose(img)
+
+
+def open_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """The image file at `path`, decoded, upright and 8-bit RGB: how every image file is read.
+
+    Embedding, predict and the gallery's thumbnails all read files through
+    this. draft_size: for thumbnails, lets a JPEG decode at 1/2, 1/4 or 1/8
+    scale while it still covers that size (much less work). Pillow's warning
+    about a huge image (a possible decompression bomb) is repeated with the
+    file's name, which Pillow's own text lacks.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = Image.open(path)
+    for warning in caught:
+        named = issubclass(warning.category, Image.DecompressionBombWarning)
+        warnings.warn(f"{path}: {warning.message}" if named else warning.message, warning.category,
+                      stacklevel=2)
+    with img:  # closes the file once decoded
+        if draft_size is not None:
+            img.draft("RGB", draft_size)
+        return to_rgb(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB, fully decoded.
+    """Any PIL image -> 8-bit RGB, fully decoded and upright (`upright`).
 
     Grayscale, palette and CMYK convert directly; 16-bit and 32-bit integer
     images are rescaled to 8 bits (PIL's own conversion would clip them);
@@ -32,6 +100,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     their hidden colour channels exposed.
     """
     img.load()  # decode now, so truncated files fail here and not later
+    img = upright(img)
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -99,7 +168,7 @@ class FileSplit(ImageSplit):
     def load_image(self, i: int) -> Image.Image:
         path = self.paths[i]
         try:
-            return Image.open(path)
+            return open_image(path)
         except FileNotFoundError:
             # A broken link is listed on purpose (so it is reported, not
             # dropped); say what it is rather than "no such file".
@@ -124,32 +193,49 @@ class FileSplit(ImageSplit):
         return {"kind": "files", "name": self.name, "files": stats}
 
 
+def is_hidden(path: Path) -> bool:
+    """Named with a leading dot: a trash folder, a thumbnail cache, a macOS `._` companion file."""
+    return path.name.startswith(".")
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(path)
 
 
-MAX_LISTED = 20  # file names quoted in one message; the rest are counted
+def tidy_path(path: str | Path) -> Path:
+    """`path` without `.` and `..` steps (`photos/../cats/a.jpg` -> `cats/a.jpg`), still relative if it was.
 
-
-def name_some(paths: list, limit: int = MAX_LISTED) -> str:
-    """'a, b, c' or 'a, b, ... and 7 more' (messages stay readable for any count)."""
-    shown = ", ".join(str(p) for p in paths[:limit])
-    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
+    The lexical clean-up is kept only when it names the same file: after a
+    symbolic link, `..` leaves the link's target, so there the path is resolved.
+    """
+    path = Path(path)
+    tidy = Path(os.path.normpath(path))
+    if tidy == path:
+        return path
+    try:
+        if os.path.samefile(tidy, path):
+            return tidy
+    except OSError:  # one of them does not exist: resolve, as the file system would
+        pass
+    return path.resolve()
 
 
 def walk_files(folder: Path) -> tuple[list[Path], list[Path], list[str]]:
-    """Every file under `folder`, following symbolic links to folders.
+    """Every file under `folder`, following symbolic links to folders, hidden folders skipped.
 
     `Path.rglob` does not follow linked folders, which silently dropped every
     class kept as a link (a common way to assemble a dataset). Returns
     (files, broken links, notes), files sorted as `sorted(Path)` sorts them.
     A link back to a folder that contains it (a loop) is not entered again
     and is named in the notes; two links to the same folder are both
-    listed, as the tree says. An unreadable folder is an error rather than
-    a silently missing class.
+    listed, as the tree says. Hidden folders (`.Trash-1000`, `.thumbnails`)
+    hold no one's dataset: they are not entered, and the notes name them (a
+    trash folder walked became a class). An unreadable folder is an error
+    rather than a silently missing class.
     """
     files: list[Path] = []
     broken: list[Path] = []
+    hidden: list[Path] = []
     notes: list[str] = []
     stack = [(Path(folder), frozenset({os.path.realpath(folder)}))]
     while stack:
@@ -166,7 +252,9 @@ def walk_files(folder: Path) -> tuple[list[Path], list[Path], list[str]]:
                 is_file = not is_dir and entry.is_file(follow_symlinks=True)
             except OSError:
                 is_dir = is_file = False
-            if is_dir:
+            if is_dir and is_hidden(path):
+                hidden.append(path)
+            elif is_dir:
                 real = os.path.realpath(path)
                 if real in ancestors:
                     notes.append(f"skipped {path}: a symbolic link to {real}, which contains it (a loop)")
@@ -176,25 +264,35 @@ def walk_files(folder: Path) -> tuple[list[Path], list[Path], list[str]]:
                 files.append(path)
             elif entry.is_symlink():
                 broken.append(path)
+    if hidden:
+        notes.append(f"skipped {len(hidden)} hidden folder(s) (names starting with '.', like hidden "
+                     f"files): {name_some(sorted(hidden))}")
     return sorted(files), sorted(broken), notes
 
 
 def tree_images(folder: Path) -> tuple[list[Path], int, list[str]]:
-    """(image paths, other files ignored, notes) under folder.
+    """(image paths, other files left out, notes) under folder.
 
-    A broken link named like an image is kept, so that embed reports it as
-    unreadable (an error, or a recorded skip with embed.on_error: skip). A
-    broken link with any other name may have been a whole class folder: that
-    is an error naming every such link.
+    A file whose extension the installed Pillow does not read is left out and
+    named in a note (hidden files are left out silently). A broken link named
+    like an image is kept, so that embed reports it as unreadable (an error,
+    or a recorded skip with embed.on_error: skip). A broken link with any
+    other name may have been a whole class folder: that is an error naming
+    every such link.
     """
     files, broken, notes = walk_files(folder)
     images = [p for p in files if is_image_file(p)]
     broken_images = [p for p in broken if is_image_file(p)]
-    other_broken = [p for p in broken if not is_image_file(p) and not p.name.startswith(".")]
+    other_broken = [p for p in broken if not is_image_file(p) and not is_hidden(p)]
     if other_broken:
         raise LaicError(
             f"{folder}: {len(other_broken)} broken symbolic link(s), which may have been class folders: "
             + name_some([f"{p} -> {os.readlink(p)}" for p in other_broken])
             + "; point them at existing folders or remove them"
         )
+    left_out = [p for p in files if not is_image_file(p) and not is_hidden(p)]
+    if left_out:
+        extensions = sorted({p.suffix.lower() or "(none)" for p in left_out})
+        notes.append(f"left out {len(left_out)} file(s) whose extension ({', '.join(extensions)}) is not an "
+                     f"image format the installed Pillow reads: {name_some(left_out)}")
     return sorted(images + broken_images), len(files) - len(images), notes

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 from laic_core.artifacts import atomic_path
-from laic_core.data.images import FileSplit, name_some, tree_images
-from laic_core.errors import LaicError
+from laic_core.data.images import FileSplit, tree_images
+from laic_core.errors import LaicError, name_some
 
 NAME = "ucf101"
 NUM_CLASSES = 101

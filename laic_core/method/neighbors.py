@@ -21,6 +21,7 @@ shapes in the last bit).
 
 from __future__ import annotations
 
+import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
@@ -397,9 +398,16 @@ def consistency_filter(knn_idx, pseudo_labels, min_agreement: float = 1.0) -> np
                         "(1.0 keeps samples whose neighbours all agree)")
     knn_idx, labels = _check_knn_labels(knn_idx, pseudo_labels, "pseudo_labels")
     n_same = (labels[knn_idx] == labels[:, None]).sum(axis=1)
-    # compare counts, not float fractions: 7/10 must pass min_agreement=0.7
-    needed = float(min_agreement) * knn_idx.shape[1] - 1e-9
-    return n_same >= needed
+    return n_same >= agreeing_neighbours_needed(knn_idx.shape[1], min_agreement)
+
+
+def agreeing_neighbours_needed(k: int, min_agreement: float) -> int:
+    """How many of its k neighbours must share an image's pseudo-label for it to be reliable.
+
+    Counts, not float fractions: 7 of 10 must pass min_agreement=0.7. An
+    image can only be reliable when its pseudo-label holds more images than this.
+    """
+    return math.ceil(float(min_agreement) * k - 1e-9)
 
 
 def neighbor_purity_curve(X, labels, ks: Iterable[int], **knn_kwargs) -> dict[int, float]:

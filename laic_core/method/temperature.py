@@ -25,6 +25,10 @@ from laic_core.errors import LaicError
 
 AUTO = "auto"
 CLIP_LOGIT_SCALE = 100.0  # CLIP ViT-B/32's learned scale, the reference the defaults were set for
+# The smallest temperature computed with: cosines / tau must stay finite in float32
+# (up to 3.4e38; at 1e-40, 1 / tau overflows and softmax rows become NaN). Far below any
+# useful one: from about 1e-4 on, every softmax row is one-hot already.
+MIN_TEMPERATURE = 1e-30
 
 
 def model_logit_scale(model, pretrained: str | None = None) -> float:
@@ -60,7 +64,13 @@ def resolve_temperature(value, relative: float, logit_scale: float | None, name:
                             f"record (made by an older laic); run `dvc repro` or give {name} as a number")
         if not (isinstance(relative, numbers.Real) and relative > 0):
             raise LaicError(f"{name}_relative: {relative!r} must be a number > 0")
-        return float(relative) / float(logit_scale)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise LaicError(f"{name}: {value!r} must be 'auto' or a number > 0")
+        tau = float(relative) / float(logit_scale)
+        if tau < MIN_TEMPERATURE:
+            raise LaicError(f"{name}: 'auto' gives {name}_relative / logit scale = {tau:g}, below "
+                            f"{MIN_TEMPERATURE:g}, where cosines / tau overflow float32; raise {name}_relative")
+        return tau
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < MIN_TEMPERATURE:
+        raise LaicError(f"{name}: {value!r} must be 'auto' or a number >= {MIN_TEMPERATURE:g} "
+                        "(below it cosines / tau overflow float32)")
     return float(value)

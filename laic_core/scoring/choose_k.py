@@ -445,7 +445,7 @@ def suggest_k(curves: KCurves) -> Suggestion:
 
     stab = float(curves.stability[best])
     # K=2 cannot be undercut, so only a first K above 2 is an edge the best may lie beyond.
-    at_edge = len(ks) > 1 and (best == len(ks) - 1 or (best == 0 and ks[0] > 2))
+    at_edge = len(ks) > 1 and (best == len(ks) - 1 or (best == 0 and bool(ks[0] > 2)))  # a bool JSON can hold
     confidence, reasons = "low", []
     for level, min_stability, min_margin, min_agree in CONFIDENCE_RULES:
         failed = []

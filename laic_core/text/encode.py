@@ -38,6 +38,33 @@ def encode_texts(
     ).numpy()
 
 
+def nouns_cut_by_context(tokenizer, nouns: Sequence[str], noun_tokens: torch.Tensor,
+                         templates: Sequence[str], context_length: int) -> list[str]:
+    """The nouns whose prompt under some template is longer than the text tower's context.
+
+    The tokenizer cuts such a prompt at `context_length` tokens without a
+    word, so its end (the noun itself, or the template's last words) is
+    never encoded. noun_tokens: (M, L) the nouns tokenized alone (as the
+    vocab stage has them already). Tokenizing 100,000 nouns under every
+    template again would take minutes, so only the nouns long enough to
+    come near the limit are tokenized in their prompts, with one position
+    more than the context: a prompt that fills it was cut.
+    """
+    wide = context_length + 1
+    pad = tokenizer([""], context_length=wide)[0, -1]
+    template_lengths = [int((row != pad).sum()) for row in tokenizer([t.format("") for t in templates],
+                                                                       context_length=wide)]
+    noun_lengths = (noun_tokens != pad).sum(dim=1) - 2  # without the start and end tokens
+    margin = 2  # a word may split into other pieces beside the template's
+    near = np.flatnonzero((noun_lengths + max(template_lengths) + margin >= context_length).numpy())
+    cut: list[str] = []
+    for i in near.tolist():
+        prompts = tokenizer(expand_templates([nouns[i]], templates), context_length=wide)
+        if bool((prompts[:, context_length] != pad).any()):
+            cut.append(nouns[i])
+    return cut
+
+
 def distinct_token_rows(tokens: torch.Tensor) -> np.ndarray:
     """Indices of the first occurrence of each distinct token row, in input order.
 

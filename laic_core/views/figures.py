@@ -8,11 +8,17 @@ writes a PNG atomically.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import re
 import textwrap
+import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -24,7 +30,60 @@ MAX_TICK_LABELS = 40  # beyond this many classes the tick labels overlap; show n
 DPI = 110  # every figure of a run, the gallery included, so all PNGs read at the same scale
 
 
+# Class folders, noun files and so cluster names may be Chinese, Japanese or Korean; DejaVu
+# Sans, matplotlib's font, has none of their glyphs. Fonts that have them, by family name and
+# (for fonts installed after matplotlib built its font cache) by file name:
+_CJK_FAMILY = re.compile(r"CJK|Source Han Sans|WenQuanYi|Droid Sans Fallback|AR PL|Hiragino|PingFang|"
+                         r"Microsoft YaHei|Malgun Gothic|Yu Gothic|MS Gothic", re.IGNORECASE)
+_CJK_FILE = re.compile(r"NotoSansCJK|NotoSerifCJK|SourceHanSans|wqy|DroidSansFallback|uming|ukai", re.IGNORECASE)
+_MISSING_GLYPH = r"Glyph \d+ .*missing from font"
+
+
+@functools.cache
+def cjk_fonts() -> tuple[str, ...]:
+    """The installed fonts with CJK glyphs (sans-serif first), registered with matplotlib if need be."""
+    def known() -> list[str]:
+        names = {f.name for f in font_manager.fontManager.ttflist if _CJK_FAMILY.search(f.name)}
+        return sorted(names, key=lambda n: ("Serif" in n, "Mono" in n, n))
+
+    if not known():
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(Path(path).name):
+                font_manager.fontManager.addfont(path)
+    return tuple(known())
+
+
+def use_fallback_fonts() -> None:
+    """Text falls back glyph by glyph to a CJK font where one is installed (matplotlib only falls
+    back along an explicit list of families); figures made after this call use it."""
+    family = ["sans-serif", *cjk_fonts()]
+    if matplotlib.rcParams["font.family"] != family:
+        matplotlib.rcParams["font.family"] = family
+
+
+@contextlib.contextmanager
+def quiet_missing_glyphs() -> Iterator[None]:
+    """Without a CJK font such glyphs are drawn as boxes; matplotlib's warning for every one of
+    them, on every figure, said nothing more (the README says which font to install)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
+        yield
+
+
+def cjk_text(build: Callable) -> Callable:
+    """Decorator for a function that builds figures by hand (the gallery measures its text):
+    the fallback fonts in use, the missing-glyph warnings quiet."""
+    @functools.wraps(build)
+    def with_cjk_text(*args, **kwargs):
+        use_fallback_fonts()
+        with quiet_missing_glyphs():
+            return build(*args, **kwargs)
+
+    return with_cjk_text
+
+
 def _new_figure(width: float, height: float) -> Figure:
+    use_fallback_fonts()
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # attach a canvas so savefig/draw work without pyplot
     return fig
@@ -32,7 +91,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write `fig` as a PNG at `path` (atomically) and return the path."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, quiet_missing_glyphs():
         fig.savefig(tmp, format="png")
     return Path(path)
 

@@ -30,9 +30,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
-from laic_core.data.images import ImageSplit, to_rgb
+from laic_core.data.images import ImageSplit, open_image, to_rgb
 from laic_core.errors import LaicError
-from laic_core.views.figures import DPI  # all PNGs of a run read at the same scale
+from laic_core.views.figures import DPI, cjk_text  # DPI: all PNGs of a run read at the same scale
 
 
 # ------------------------------------------------------------------ members
@@ -87,12 +87,13 @@ def gallery_members(labels, confidence, n_clusters: int, *, n_confident: int = 6
 
 # ------------------------------------------------------------------ thumbnails
 
+THUMB_PX = 64  # a thumbnail's side in pixels
 _PLACEHOLDER_GREY = (200, 200, 200)
 _LETTERBOX_GREY = (235, 235, 235)
 _MAX_CROP_ASPECT = 2.0  # beyond 2:1 a square crop would hide over half the image: letterbox instead
 
 
-def placeholder(size: int = 64) -> Image.Image:
+def placeholder(size: int = THUMB_PX) -> Image.Image:
     """A grey square with a dark "x": an image that could not be loaded."""
     img = Image.new("RGB", (size, size), _PLACEHOLDER_GREY)
     draw = ImageDraw.Draw(img)
@@ -102,13 +103,9 @@ def placeholder(size: int = 64) -> Image.Image:
     return img
 
 
-def square_thumbnail(img: Image.Image, size: int = 64) -> Image.Image:
+def square_thumbnail(img: Image.Image, size: int = THUMB_PX) -> Image.Image:
     """Any PIL image -> (size x size) RGB: centre-cropped to a square, or
     letterboxed on light grey when its aspect ratio exceeds 2:1."""
-    try:  # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers `size`: much less work
-        img.draft("RGB", (size, size))
-    except (AttributeError, OSError, ValueError):
-        pass
     rgb = to_rgb(img)
     w, h = rgb.size
     if w < 1 or h < 1:
@@ -125,7 +122,7 @@ def square_thumbnail(img: Image.Image, size: int = 64) -> Image.Image:
 
 
 def load_thumbnails(load_image: Callable[[int], Image.Image], rows: Sequence[int],
-                    size: int = 64) -> list[Image.Image]:
+                    size: int = THUMB_PX) -> list[Image.Image]:
     """(size x size) RGB thumbnails of `rows`, in order, loaded with `load_image(row)`.
 
     A row whose image cannot be loaded or decoded (missing file, truncated
@@ -153,14 +150,17 @@ def load_thumbnails(load_image: Callable[[int], Image.Image], rows: Sequence[int
 _INDEXED_SOURCE = re.compile(r"^(?P<name>.+)\[(?P<index>\d+)\]$")  # "cifar10:test[12]"
 
 
-def source_loader(sources: Sequence[str], split: ImageSplit | None = None) -> Callable[[int], Image.Image]:
+def source_loader(sources: Sequence[str], split: ImageSplit | None = None,
+                  thumb_px: int = THUMB_PX) -> Callable[[int], Image.Image]:
     """`load_image(row)` over the `source` column of the features metadata.
 
     Feature rows are not split indices once embed has skipped an unreadable
     image (the rows after it shift), so the gallery loads by source: a file
-    path is opened directly; "<dataset>:<split>[i]" (a torchvision image) is
-    image i of `split` when `split.name` is "<dataset>:<split>". Anything
-    else fails to load, which `load_thumbnails` shows as a placeholder.
+    path is read by `open_image` (upright, as embed saw it; a JPEG decoded at
+    the smallest scale that covers `thumb_px`); "<dataset>:<split>[i]" (a
+    torchvision image) is image i of `split` when `split.name` is
+    "<dataset>:<split>". Anything else fails to load, which `load_thumbnails`
+    shows as a placeholder.
     """
     sources = list(sources)
 
@@ -169,7 +169,7 @@ def source_loader(sources: Sequence[str], split: ImageSplit | None = None) -> Ca
         match = _INDEXED_SOURCE.match(source)
         if match and split is not None and match["name"] == split.name:
             return split.load_image(int(match["index"]))
-        return Image.open(source)
+        return open_image(source, draft_size=(thumb_px, thumb_px))
 
     return load
 
@@ -312,7 +312,8 @@ def _check_cluster(c: Mapping[str, Any], i: int) -> None:
         raise LaicError(f"gallery cluster {i} lacks {', '.join(missing)}")
 
 
-def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25, thumb_px: int = 64,
+@cjk_text
+def gallery_figures(clusters: Sequence[Mapping[str, Any]], *, per_page: int = 25, thumb_px: int = THUMB_PX,
                     title: str = "") -> list[Figure]:
     """Figures of the gallery, `per_page` clusters each, in the order given.
 

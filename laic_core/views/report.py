@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from laic_core.methods import METHODS, ordered as ordered_methods, title as method_title
 from laic_core.scoring.metrics import SCORE_KEYS
 
@@ -173,6 +175,25 @@ def purity_ks_note(ks: Sequence[int], n_labelled: int, purity_sample: int) -> st
            else "lower them, or add labelled fit images")
     return (f"evaluate.purity_ks {', '.join(map(str, dropped))} left out of the purity curve: "
             f"it is measured on {n} labelled fit image(s), so k can be at most {max(n - 1, 0)}; {fix}")
+
+
+def one_class_note(labels: np.ndarray | None, class_names: Sequence[str] | None) -> str | None:
+    """A warning when the labelled eval images hold one class (None otherwise).
+
+    ACC, NMI and ARI compare a clustering with at least two classes: with one,
+    a method that puts every image in one cluster scores 100/100/100 and the
+    scores say nothing about the clusters.
+    """
+    if labels is None:
+        return None
+    present = np.unique(labels[labels >= 0])
+    if len(present) != 1:
+        return None
+    label = int(present[0])
+    name = class_names[label] if class_names and label < len(class_names) else str(label)
+    return (f"the labelled eval images hold one class ({name}): ACC, NMI and ARI mean nothing with one class "
+            "(a method that puts every image in one cluster scores 100); judge the clusters by the gallery "
+            "and the label-free scores, or label images of more classes")
 
 
 SKIPPED_LISTED = 20  # unreadable files named in the report; the rest are counted
