@@ -14,6 +14,7 @@ import pandas as pd
 
 from laic_core.errors import LaicError
 from laic_core.methods import ordered
+from laic_core.scoring.corrections import JUNK, as_partition
 from laic_core.scoring.metrics import (
     SCORE_KEYS, best_mapping, clustering_scores, confusion, matched_column_order, size_balance,
 )
@@ -68,6 +69,29 @@ def score_methods(assignments: Mapping[str, np.ndarray], labels: np.ndarray | No
         else:
             scores[method] = size_balance(pred, max(n_clusters, int(pred.max()) + 1))
     return scores
+
+
+def corrected_scores(assignments: Mapping[str, np.ndarray], corrected: Mapping[str, np.ndarray],
+                     labels: np.ndarray | None, n_clusters: Mapping[str, int]) -> dict[str, dict]:
+    """What a person's corrections changed, per corrected method: clusters holding images before
+    (`clusters_raw`) and after (`clusters`), junk images (`n_junk`) and, with labels, ACC/NMI/ARI of
+    the corrected assignment (scores.json keeps the raw ones).
+
+    assignments / corrected: {method: (N,) the run's / the corrected clusters (JUNK = -1)};
+    n_clusters: each method's K. Junk images are one group of their own for the scores
+    (`as_partition`): dropping them would flatter the corrected clusters.
+    """
+    out = {}
+    for method in ordered(corrected):
+        pred = np.asarray(corrected[method], dtype=np.int64)
+        entry: dict[str, Any] = {"clusters_raw": int(np.unique(assignments[method]).size),
+                                 "clusters": int(np.unique(pred[pred != JUNK]).size),
+                                 "n_junk": int(np.count_nonzero(pred == JUNK))}
+        if labels is not None:
+            full = clustering_scores(labels, as_partition(pred, n_clusters[method]))
+            entry.update({k: full[k] for k in SCORE_KEYS})
+        out[method] = entry
+    return out
 
 
 def internal_scores(X, assignments: Mapping[str, np.ndarray], n_clusters: int, *, sample: int = 10000,
@@ -230,9 +254,14 @@ def confusion_parts(labels: np.ndarray, pred: np.ndarray, n_clusters: int, class
 
 def assignment_table(sources: Sequence[str], assignments: Mapping[str, np.ndarray],
                      confidences: Mapping[str, np.ndarray], cluster_names: Mapping[str, Sequence[str]],
-                     labels: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+                     labels: np.ndarray | None = None, class_names: Sequence[str] | None = None,
+                     corrected: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per image, in feature-row order: row, source, (label, class when known), then per method
-    its cluster, and its cluster's name and the image's confidence where the method has them."""
+    its cluster, its corrected cluster (`<method>_corrected`, -1 = junk) when a person corrected the
+    method's clusters, and its cluster's name and the image's confidence where the method has them.
+
+    cluster_names[method][k]: the name of the cluster that the images of the run's cluster k end in.
+    """
     table = pd.DataFrame({"row": np.arange(len(sources), dtype=np.int64), "source": list(sources)})
     if labels is not None:
         table["label"] = labels
@@ -241,6 +270,8 @@ def assignment_table(sources: Sequence[str], assignments: Mapping[str, np.ndarra
     for method in ordered(assignments):
         pred = assignments[method]
         table[method] = pred
+        if corrected and method in corrected:
+            table[f"{method}_corrected"] = np.asarray(corrected[method], dtype=np.int64)
         if method in cluster_names:
             names = list(cluster_names[method])
             table[f"{method}_name"] = [names[k] if 0 <= k < len(names) else "" for k in pred]
