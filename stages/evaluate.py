@@ -59,7 +59,7 @@ from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.views import gallery
 from laic_core.views.report import corrections_section, features_notes, purity_ks_note, render_report
 from stages import layout
-from stages.inputs import PARAMS_OPTION, open_stage
+from stages.inputs import PARAMS_OPTION, dataset_title, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -90,13 +90,6 @@ def load_assignments(role: str, n_rows: int) -> tuple[dict[str, np.ndarray], dic
         if method.confidence and method.confidence in table.columns:
             confidences[method.name] = by_row(table, method.confidence, n_rows, str(path), dtype=np.float32)
     return clusters, confidences
-
-
-def dataset_title(params) -> str:
-    """What was clustered: the benchmark's name, or the folder or manifest that was read."""
-    if params.dataset.kind == "torchvision":
-        return params.dataset.name
-    return Path(params.dataset.root).name or str(params.dataset.root)
 
 
 def key_params(params, title: str, spec: dict) -> dict[str, Any]:

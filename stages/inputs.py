@@ -47,3 +47,10 @@ def open_stage(params_file: str | Path, checked: Sequence[str | Path] = ()) -> S
     provenance = (check_against_params(checked, params.model, params_file, layout.HASH_CACHE)
                   if checked else {})
     return StageContext(params, provenance)
+
+
+def dataset_title(params: Params) -> str:
+    """What was clustered: the benchmark's name, or the folder or manifest that was read."""
+    if params.dataset.kind == "torchvision":
+        return params.dataset.name
+    return Path(params.dataset.root).name or str(params.dataset.root)

@@ -117,6 +117,10 @@ GALLERY = PLOTS / "gallery"  # one PNG per page of clusters: gallery_1.png, gall
 PROJECTION_PNG = PLOTS / "projection.png"
 RELATION_PNG = PLOTS / "relation.png"
 
+# ------------------------------------------------------------------ browse
+BROWSER = DATA / "browser"  # the static cluster browser: open BROWSER_INDEX in any web browser
+BROWSER_INDEX = BROWSER / "index.html"
+
 
 @dataclass(frozen=True)
 class StageIO:
@@ -179,4 +183,13 @@ STAGES["evaluate"] = StageIO(
         CENTERS_HISTORY, CENTERS_METRICS, CORRECTIONS)
     + tuple(dict.fromkeys(method_assignments("fit") + method_assignments("eval"))),
     outputs=EVALUATE_OUTPUTS,
+)
+
+# The per-image table already holds the corrections (and records which), so the browser needs no
+# clusters.yaml of its own; the dataset listing reruns it when an image is replaced in place.
+STAGES["browse"] = StageIO(
+    inputs=(ASSIGNMENTS_PARQUET, NAMES, features("eval"), features_meta("eval"), LISTINGS["dataset"]),
+    outputs=(BROWSER,),
+    extra=tuple(f"laic_core/views/browser_assets/{name}"
+                for name in ("index.html", "cluster.html", "browser.js", "browser.css")),
 )

@@ -127,6 +127,27 @@ def internal_scores(X, assignments: Mapping[str, np.ndarray], n_clusters: int, *
     return out
 
 
+def centroid_similarity(X, labels, n_clusters: int, *, block_size: int = 65536) -> np.ndarray:
+    """(N,) float32 cosine of each row of X (N, d, unit rows; may be memory-mapped) to the normalised
+    mean of its cluster: how typical an image is of its cluster, for methods with no confidence of
+    their own. labels: (N,) in 0..n_clusters-1; a negative label (junk) counts as one more group.
+    Two passes over X in row blocks, so X need not fit in memory twice."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if X.shape[0] != labels.shape[0]:
+        raise LaicError(f"{X.shape[0]} feature rows for {labels.shape[0]} labels")
+    groups = np.where(labels < 0, n_clusters, labels)
+    sums = np.zeros((n_clusters + 1, X.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], block_size):
+        np.add.at(sums, groups[start:start + block_size], np.asarray(X[start:start + block_size], np.float64))
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    means = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    out = np.empty(X.shape[0], dtype=np.float32)
+    for start in range(0, X.shape[0], block_size):
+        rows = np.asarray(X[start:start + block_size], np.float32)
+        out[start:start + rows.shape[0]] = np.einsum("nd,nd->n", rows, means[groups[start:start + rows.shape[0]]])
+    return out
+
+
 def mapped_accuracy(labels: np.ndarray, pred: np.ndarray, subsets: Mapping[str, np.ndarray]) -> dict:
     """Accuracy of `pred` on each subset under ONE Hungarian matching found on all samples.
 
