@@ -186,13 +186,19 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     eval_labels, fit_labels = labels_of(eval_table), labels_of(fit_table)
     n_eval, n_fit = len(eval_table), len(fit_table)
     eval_assign, eval_conf = load_assignments("eval", n_eval)
+    # a person's corrections, checked against this run's methods and clusters before any work
+    counts = {m: max(K, int(pred.max()) + 1) for m, pred in eval_assign.items()}
+    corrections = load_corrections(layout.CORRECTIONS, counts, labels=eval_assign)
+    corrected = {m: corrected_labels(eval_assign[m], c, counts[m]) for m, c in corrections.items()}
     fit_assign, _ = load_assignments("fit", n_fit)
     scores = score_methods(eval_assign, eval_labels, K)
     scores_fit = score_methods(fit_assign, fit_labels, K)
+    scores_fixed = corrected_scores(eval_assign, corrected, eval_labels, counts)
     V_eval = load_npy(layout.features("eval"), mmap=True)
     internal = internal_scores(V_eval, eval_assign, K, sample=params.evaluate.internal_sample, seed=params.seed)
     save_json(layout.SCORES, scores)
     save_json(layout.SCORES_FIT, scores_fit)
+    save_json(layout.SCORES_CORRECTED, scores_fixed)
     save_json(layout.INTERNAL, internal)
     # nested: `dvc exp show` names the columns headline.ours_acc, ..., which --keep '^headline' selects
     save_json(layout.SUMMARY, {"headline": headline(scores, internal)})
@@ -259,13 +265,6 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     else:
         save_csv(layout.PSEUDO_CSV, pd.DataFrame(columns=["subset", "accuracy", "n"]))
         figures.save_figure(figures.message_figure(NO_LABELS, "Pseudo-label accuracy"), layout.PSEUDO_PNG)
-
-    # ---- a person's corrections, checked against this run's methods and clusters
-    counts = {m: max(K, int(pred.max()) + 1) for m, pred in eval_assign.items()}
-    corrections = load_corrections(layout.CORRECTIONS, counts, labels=eval_assign)
-    corrected = {m: corrected_labels(eval_assign[m], c, counts[m]) for m, c in corrections.items()}
-    scores_fixed = corrected_scores(eval_assign, corrected, eval_labels, counts)
-    save_json(layout.SCORES_CORRECTED, scores_fixed)
 
     names = load_json(layout.NAMES)
     ours_names = ["" if n.get("empty") else n.get("name", "") for n in names]
