@@ -29,7 +29,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from laic_core.config import load_params  # noqa: E402
-from laic_core.views.browser import MethodView, ThumbnailBudget, member_lists, thumbnail_rows, write_browser  # noqa: E402
+from laic_core.views.browser import (  # noqa: E402
+    STRIP, MethodView, ThumbnailBudget, member_lists, thumbnail_rows, write_browser,
+)
 
 
 def main() -> None:
@@ -53,9 +55,19 @@ def main() -> None:
         views.append(MethodView(f"method{m}", f"method {m}", labels, rng.random(n), "confidence", K, [f"name {k}" for k in range(K)],
                                 runner_ups=[["a", "b", "c"]] * K))
     start = time.perf_counter()
-    lists = [rows for v in views for members, junk in [member_lists(v.labels, v.score, K)] for rows in [*members, junk]]
-    wanted = thumbnail_rows(lists, n, ThumbnailBudget(budget.per_cluster, budget.check, n, budget.px)).size
-    capped = min(wanted, budget.total)
+    lists, offsets = [], []
+    for i, v in enumerate(views):
+        members, junk = member_lists(v.labels, v.score, K)
+        lists += [*members, junk]
+        offsets += [0 if i == 0 else STRIP] * (K + 1)
+    wanted = thumbnail_rows(lists, n, ThumbnailBudget(budget.per_cluster, budget.check, n, budget.px), offsets).size
+    chosen = np.zeros(n, bool)
+    chosen[thumbnail_rows(lists, n, budget, offsets)] = True
+    capped = int(chosen.sum())
+    # thumbnails on a card (its strip) and on a cluster page (members with one), opening method vs the others
+    strips = [min(STRIP, int(chosen[rows].sum())) for rows in lists if rows.size]
+    per_page = [int(chosen[rows].sum()) for rows in lists if rows.size]
+    first = sum(1 for rows in lists[:K] if rows.size)
     with tempfile.TemporaryDirectory(prefix="laic-browser-scale-") as tmp:
         stats = write_browser(Path(tmp) / "browser", views, sources, load_image=lambda row: None, classes=classes,
                               class_names=wnids, budget=ThumbnailBudget(budget.per_cluster, budget.check, 0, budget.px),
@@ -82,6 +94,11 @@ def main() -> None:
         f"| cards (`data/clusters/`) | {per_method['clusters'] / mib:.1f} MiB |",
         f"| thumbnails: {capped:,} of the {wanted:,} the per-cluster budget asks for | {thumbs / mib:.0f} MiB |",
         f"| **total** | **{total / mib:.0f} MiB** |",
+        "",
+        f"Thumbnails a cluster gets, the opening method's (`{views[0].name}`) / each other method's: "
+        f"{np.mean(strips[:first]):.1f} / {np.mean(strips[first:]):.1f} of its card's {STRIP}, "
+        f"{np.mean(per_page[:first]):.0f} / {np.mean(per_page[first:]):.0f} on its pages in all "
+        + ("(the total cap binds: the opening method's cards are served first)." if wanted > budget.total else "(the cap does not bind)."),
         "",
         f"Written in {seconds:.0f} s (without decoding any image); {stats['files']:,} data files.",
     ]

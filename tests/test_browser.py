@@ -51,6 +51,10 @@ def test_the_budget_caps_each_cluster_and_the_total_shallowest_first():
     assert set(a[:16]) | set(a[-4:]) <= set(both.tolist())  # 16 best and 4 to check (n_to_check(50) = 4... of 24)
     capped = thumbnail_rows([a, b], 100, ThumbnailBudget(per_cluster=20, check=4, total=16))
     assert sorted(capped.tolist()) == list(range(8)) + list(range(50, 58))  # each cluster's strip first
+    # offsets: the opening method's strips first, then the others' strips beside its next members
+    first = thumbnail_rows([a, b], 100, ThumbnailBudget(per_cluster=20, check=4, total=20), offsets=[0, STRIP])
+    # a: its strip 0-7, then beside b's strip (8..13 = depth 8..13) its 4 to check (49..46) and 8, 9
+    assert first.tolist() == list(range(10)) + [46, 47, 48, 49] + list(range(50, 56))
     # an image two methods show gets one thumbnail
     shared = thumbnail_rows([a, a[::-1].copy()], 100, ThumbnailBudget(per_cluster=8, check=0, total=1000))
     assert shared.tolist() == list(range(8)) + list(range(42, 50))

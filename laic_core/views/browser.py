@@ -147,19 +147,22 @@ def thumbnail_depths(members: np.ndarray, check: int) -> np.ndarray:
     return depth
 
 
-def thumbnail_rows(lists: Sequence[np.ndarray], n_rows: int, budget: ThumbnailBudget) -> np.ndarray:
+def thumbnail_rows(lists: Sequence[np.ndarray], n_rows: int, budget: ThumbnailBudget,
+                   offsets: Sequence[int] | None = None) -> np.ndarray:
     """Sorted rows that get a thumbnail, given every (method, cluster) member list (rows by score).
 
     Each list spends up to budget.per_cluster thumbnails in `thumbnail_depths` order; an image shown
-    by several lists counts once. When the rows so chosen exceed budget.total, the shallowest win
-    (every cluster keeps its card strip before any cluster gets its 9th thumbnail, and so on).
+    by several lists counts once. When the rows so chosen exceed budget.total, the shallowest win,
+    a list's depths counted from offsets[i] (default 0): every card keeps its strip before any
+    cluster gets its 9th thumbnail, and an offset of STRIP for the methods the overview does not
+    open with serves the opening method's strips first.
     """
     best = np.full(n_rows, np.iinfo(np.int64).max, dtype=np.int64)
-    for rows in lists:
+    for i, rows in enumerate(lists):
         rows = np.asarray(rows, dtype=np.int64)
         depth = thumbnail_depths(rows, budget.check)
         keep = depth < budget.per_cluster
-        np.minimum.at(best, rows[keep], depth[keep])
+        np.minimum.at(best, rows[keep], depth[keep] + (offsets[i] if offsets is not None else 0))
     chosen = np.flatnonzero(best < np.iinfo(np.int64).max)
     if chosen.size > budget.total:
         chosen = chosen[np.lexsort((chosen, best[chosen]))[:budget.total]]
@@ -217,7 +220,7 @@ def cluster_records(view: MethodView, members: Sequence[np.ndarray], junk: np.nd
         k = -1 if key == JUNK_KEY else key
         record: dict[str, Any] = {
             "id": key, "name": "junk" if key == JUNK_KEY else str(view.names[k]), "size": int(rows.size),
-            "mean_score": round(float(np.nanmean(view.score[rows])), 4) if rows.size else None,
+            "mean_score": round(float(np.nanmean(view.score[rows])), 4) if np.isfinite(view.score[rows]).any() else None,
             "strip": [int(r) for r in rows[has_thumb[rows]][:STRIP]], "check": n_to_check(rows.size, check),
         }
         if key != JUNK_KEY:
@@ -285,7 +288,8 @@ def write_browser(out: str | Path, views: Sequence[MethodView], sources: Sequenc
                   progress: bool = True) -> dict[str, Any]:
     """Write the browser into `out` (replacing what is there); returns what it holds.
 
-    views: the methods, the first being the one the overview opens with; sources: (N,) the source of
+    views: the methods, the first being the one the overview opens with (its cards' strips get their
+    thumbnails first when budget.total binds); sources: (N,) the source of
     each row; classes: (N,) int class of each row (-1 unknown) or None; load_image(row): a PIL image.
     Returns {"images", "thumbnails", "files", "bytes", "thumbnail_bytes"}.
     """
@@ -310,7 +314,8 @@ def write_browser(out: str | Path, views: Sequence[MethodView], sources: Sequenc
         shutil.copyfile(ASSETS / name, out / name)
 
     lists = {v.name: member_lists(v.labels, v.score, v.n_clusters) for v in views}
-    thumbs = thumbnail_rows([rows for members, junk in lists.values() for rows in [*members, junk]], n, budget)
+    every = [(i, rows) for i, (members, junk) in enumerate(lists.values()) for rows in [*members, junk]]
+    thumbs = thumbnail_rows([rows for _, rows in every], n, budget, [0 if i == 0 else STRIP for i, _ in every])
     has_thumb = np.zeros(n, dtype=bool)
     has_thumb[thumbs] = True
     write_thumbnails(out, thumbs, load_image, budget.px, workers=workers, progress=progress)
