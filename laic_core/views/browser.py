@@ -15,7 +15,7 @@ What it holds, for each method shown (`MethodView`):
   corrections did to it;
 - `data/members/<method>/<id>.js`: the cluster's members ordered by score,
   most confident first, with their scores in hundredths (a page shows
-  `page_size` of them; the file is about 11 bytes a member, so a
+  `page_size` of them; the file is about 10 bytes a member, so a
   5,000-member cluster opens at once);
 - `data/rows/<c>.js`: per image (ROWS_PER_CHUNK rows a file) its source,
   class, whether it has a thumbnail and its cluster in every method; a page
