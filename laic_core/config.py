@@ -144,6 +144,17 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class BrowserParams:
+    # "all": every method of the per-image table, ours first; or a list such as [ours, clip_kmeans]
+    methods: Union[Literal["all"], list] = "all"
+    thumbnail_px: int = 96
+    thumbnails_per_cluster: int = 120  # per cluster of each method: its most confident and least confident
+    check: int = 24  # least confident members of each cluster, marked as the ones to check
+    max_thumbnails: int = 40000  # in all (one per image whatever the methods): bounds the folder's size
+    page_size: int = 100  # members per page of a cluster
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     dataset: DatasetParams = field(default_factory=DatasetParams)
@@ -157,6 +168,7 @@ class Params:
     tac: TacParams = field(default_factory=TacParams)
     scan: ScanParams = field(default_factory=ScanParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    browser: BrowserParams = field(default_factory=BrowserParams)
 
 
 def _is_ray_address(value: str) -> bool:
@@ -228,6 +240,13 @@ _RANGES = {
     ),
     ("evaluate", "purity_sample"): (lambda v: v == 0 or v >= 2, "0 (all fit images) or an integer >= 2"),
     ("evaluate", "internal_sample"): (lambda v: v == 0 or v >= 2, "0 (all eval images) or an integer >= 2"),
+    ("browser", "methods"): (lambda v: v == "all" or (len(v) > 0 and all(isinstance(m, str) for m in v)),
+                             "'all' or a non-empty list of method names"),
+    ("browser", "thumbnail_px"): (lambda v: 16 <= v <= 512, "an integer in 16..512"),
+    ("browser", "thumbnails_per_cluster"): (lambda v: v >= 8, "an integer >= 8 (a card shows 8)"),
+    ("browser", "check"): (lambda v: v >= 0, "an integer >= 0"),
+    ("browser", "max_thumbnails"): (lambda v: v >= 0, "an integer >= 0"),
+    ("browser", "page_size"): (lambda v: 10 <= v <= 2000, "an integer in 10..2000"),
 }
 
 

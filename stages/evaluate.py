@@ -12,8 +12,16 @@ Without labels the stage still succeeds: scores become label-free, and every
 declared output exists (CSV files with only their header, PNGs that say
 there are no labels), because DVC requires declared outputs.
 
-Writes layout.EVALUATE_OUTPUTS: metrics/{scores,scores_fit,internal,
-diagnostics,summary}.json, metrics/report.md, data/evaluate/assignments.
+A person's corrections (clusters.yaml: renames, merges, junk; see
+laic_core.scoring.corrections) are checked against the run and applied: the
+per-image table gains `<method>_corrected` and the corrected names (and
+records the corrections in its metadata, for the browser and export), the
+gallery and the report show the corrected clusters of `ours`, and
+metrics/scores_corrected.json scores the corrected assignments beside the raw
+ones of scores.json.
+
+Writes layout.EVALUATE_OUTPUTS: metrics/{scores,scores_fit,scores_corrected,
+internal,diagnostics,summary}.json, metrics/report.md, data/evaluate/assignments.
 {parquet,csv} (one row per image: source, label, every method's cluster,
 name and confidence) and metrics/plots/ (purity, pseudo-label accuracy,
 confusion over all K clusters, training curves, the cluster gallery, the
@@ -37,15 +45,19 @@ from laic_core.artifacts import (
 from laic_core.errors import LaicError
 from laic_core.method.relation import relation_weights
 from laic_core.methods import METHODS
+from laic_core.scoring.corrections import (
+    change_lines, corrected_labels, corrected_names, corrections_record, describe, load_corrections,
+    remaining_clusters,
+)
 from laic_core.scoring.evaluation import (
-    assignment_table, by_row, confusion_parts, headline, internal_scores, labels_of, mapped_accuracy,
-    neighbor_diagnostics, purity_curves, score_methods,
+    assignment_table, by_row, confusion_parts, corrected_scores, headline, internal_scores, labels_of,
+    mapped_accuracy, neighbor_diagnostics, purity_curves, score_methods,
 )
 from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.views import figures, gallery
-from laic_core.views.report import features_notes, one_class_note, purity_ks_note, render_report
+from laic_core.views.report import corrections_section, features_notes, one_class_note, purity_ks_note, render_report
 from stages import layout
-from stages.inputs import PARAMS_OPTION, open_stage
+from stages.inputs import PARAMS_OPTION, dataset_title, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
@@ -76,13 +88,6 @@ def load_assignments(role: str, n_rows: int) -> tuple[dict[str, np.ndarray], dic
         if method.confidence and method.confidence in table.columns:
             confidences[method.name] = by_row(table, method.confidence, n_rows, str(path), dtype=np.float32)
     return clusters, confidences
-
-
-def dataset_title(params) -> str:
-    """What was clustered: the benchmark's name, or the folder or manifest that was read."""
-    if params.dataset.kind == "torchvision":
-        return params.dataset.name
-    return Path(params.dataset.root).name or str(params.dataset.root)
 
 
 def key_params(params, title: str, spec: dict) -> dict[str, Any]:
@@ -139,22 +144,21 @@ def _history_figure(path: Path):
 
 
 def _gallery_pages(params, sources, pred, confidence, names, labels, class_names) -> list[Path]:
-    """The gallery PNGs (one per page of clusters) in layout.GALLERY, replacing any earlier pages."""
-    K = params.dataset.num_clusters
-    split = None
-    if sources and not Path(str(sources[0])).exists():  # a torchvision image: "<dataset>:<split>[i]"
-        from laic_core.data.datasets import load_split
+    """The gallery PNGs (one per page of clusters) in layout.GALLERY, replacing any earlier pages.
 
-        ds = params.dataset
-        try:
-            split = load_split(ds.kind, ds.name, ds.root, ds.eval_split, download=False)
-        except LaicError as error:  # the gallery shows placeholders rather than failing the run
-            print(f"evaluate: gallery without images ({error})", file=sys.stderr)
+    pred: (N,) the clusters to show (corrected: junk images are -1 and left out); names: names.json
+    entries of the clusters to show, by their "cluster" id (merged-away and junk clusters left out).
+    """
+    K, ds = params.dataset.num_clusters, params.dataset
+    load, problem = gallery.dataset_loader(sources, ds.kind, ds.name, ds.root, ds.eval_split)
+    if problem:  # the gallery shows placeholders rather than failing the run
+        print(f"evaluate: gallery without images ({problem})", file=sys.stderr)
+    shown = [int(n.get("cluster", i)) for i, n in enumerate(names)]
     rows = gallery.gallery_members(pred, confidence, K, n_confident=GALLERY_CONFIDENT, seed=params.seed)
-    load = gallery.source_loader(sources, split)
-    thumbs = [gallery.load_thumbnails(load, r) for r in rows]
+    thumbs = [gallery.load_thumbnails(load, rows[k]) for k in shown]
     lines = gallery.majority_lines(pred, labels, class_names, K) if labels is not None else None
-    entries = gallery.cluster_entries(names, thumbs, label_lines=lines, n_confident=GALLERY_CONFIDENT)
+    entries = gallery.cluster_entries(names, thumbs, label_lines=None if lines is None else [lines[k] for k in shown],
+                                      n_confident=GALLERY_CONFIDENT)
     pages = gallery.gallery_figures(entries, title=f"Clusters of ours ({K})")
     shutil.rmtree(layout.GALLERY, ignore_errors=True)
     out = []
@@ -180,13 +184,19 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     eval_labels, fit_labels = labels_of(eval_table), labels_of(fit_table)
     n_eval, n_fit = len(eval_table), len(fit_table)
     eval_assign, eval_conf = load_assignments("eval", n_eval)
+    # a person's corrections, checked against this run's methods and clusters before any work
+    counts = {m: max(K, int(pred.max()) + 1) for m, pred in eval_assign.items()}
+    corrections = load_corrections(layout.CORRECTIONS, counts, labels=eval_assign)
+    corrected = {m: corrected_labels(eval_assign[m], c, counts[m]) for m, c in corrections.items()}
     fit_assign, _ = load_assignments("fit", n_fit)
     scores = score_methods(eval_assign, eval_labels, K)
     scores_fit = score_methods(fit_assign, fit_labels, K)
+    scores_fixed = corrected_scores(eval_assign, corrected, eval_labels, counts)
     V_eval = load_npy(layout.features("eval"), mmap=True)
     internal = internal_scores(V_eval, eval_assign, K, sample=params.evaluate.internal_sample, seed=params.seed)
     save_json(layout.SCORES, scores)
     save_json(layout.SCORES_FIT, scores_fit)
+    save_json(layout.SCORES_CORRECTED, scores_fixed)
     save_json(layout.INTERNAL, internal)
     # nested: `dvc exp show` names the columns headline.ours_acc, ..., which --keep '^headline' selects
     save_json(layout.SUMMARY, {"headline": headline(scores, internal)})
@@ -282,13 +292,26 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
                               ridge_lambda=spec["ridge_lambda"])
     figures.save_figure(figures.relation_figure(C_rows, fit_ours[sample]), layout.RELATION_PNG)
 
+    # ---- the gallery, the clusters table and the per-image table show the corrected clusters
+    ours_fix = corrections.get("ours")
+    shown_names = names
+    if ours_fix:
+        fixed_names, kept = corrected_names(ours_names, ours_fix), set(remaining_clusters(ours_fix, K))
+        sizes = np.bincount(corrected["ours"][corrected["ours"] >= 0], minlength=K)
+        shown_names = [{**n, "name": fixed_names[k], "size": int(sizes[k]), "empty": bool(sizes[k] == 0)}
+                       for k, n in enumerate(names) if k in kept]
+        names = [{**n, "correction": describe(ours_fix, k, ours_names) or "\u2013"} for k, n in enumerate(names)]
     sources = eval_table["source"].astype(str).tolist()
-    pages = _gallery_pages(params, sources, eval_assign["ours"], eval_conf.get("ours", np.ones(n_eval, np.float32)),
-                           names, eval_labels, class_names)
+    pages = _gallery_pages(params, sources, corrected.get("ours", eval_assign["ours"]),
+                           eval_conf.get("ours", np.ones(n_eval, np.float32)), shown_names, eval_labels, class_names)
 
     # ---- one row per image, every method
-    per_image = assignment_table(sources, eval_assign, eval_conf, {"ours": ours_names}, eval_labels, class_names)
-    save_parquet(layout.ASSIGNMENTS_PARQUET, per_image)
+    cluster_names = {"ours": ours_names, **{m: [""] * counts[m] for m in corrections if m != "ours"}}
+    cluster_names = {m: corrected_names(n, corrections[m]) if m in corrections else n for m, n in cluster_names.items()}
+    per_image = assignment_table(sources, eval_assign, eval_conf, cluster_names, eval_labels, class_names,
+                                 corrected=corrected)
+    # the corrections it holds: the browser shows them, export refuses a clusters.yaml changed since
+    save_parquet(layout.ASSIGNMENTS_PARQUET, per_image, {"corrections": corrections_record(corrections)})
     save_csv(layout.ASSIGNMENTS_CSV, per_image)
 
     # ---- the report (links are relative to metrics/)
@@ -304,6 +327,9 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
         scores, diagnostics, fit_scores=None if same_split else scores_fit, clusters=names,
         params=key_params(params, title, spec), figures={c: link(p) for c, p in plots.items()},
         title=f"LAIC run report: {title}", internal=internal, cost=cost, gallery=[link(p) for p in pages],
+        corrections=corrections_section(scores, scores_fixed, {
+            m: change_lines(c, ours_names if m == "ours" else None) for m, c in corrections.items()})
+        if corrections else None,
     )
     with atomic_path(layout.REPORT) as tmp:
         tmp.write_text(report)

@@ -52,3 +52,10 @@ def open_stage(params_file: str | Path, checked: Sequence[str | Path] = ()) -> S
         if layout.features_meta(role) in map(Path, checked):
             check_dataset(layout.features_meta(role), role, params.dataset, params_file)
     return StageContext(params, provenance)
+
+
+def dataset_title(params: Params) -> str:
+    """What was clustered: the benchmark's name, or the folder or manifest that was read."""
+    if params.dataset.kind == "torchvision":
+        return params.dataset.name
+    return Path(params.dataset.root).name or str(params.dataset.root)

@@ -30,6 +30,9 @@ METRICS = Path("metrics")
 PLOTS = METRICS / "plots"
 COST = METRICS / "cost"  # per-stage wall time and memory; neither a DVC metric nor tracked by git
 ROLES = ("fit", "eval")
+# A person's renames, merges and junk marks (laic_core.scoring.corrections): tracked by git, read by
+# evaluate (the per-image table, scores and report, hence the browser), predict and export.
+CORRECTIONS = Path("clusters.yaml")
 
 # ------------------------------------------------------------------ validate
 LISTINGS = {name: LISTING / f"{name}.json" for name in ("dataset", "vocab", "model")}
@@ -96,6 +99,7 @@ def assignments(stage: str, role: str) -> Path:
 # ------------------------------------------------------------------ evaluate
 SCORES = METRICS / "scores.json"
 SCORES_FIT = METRICS / "scores_fit.json"
+SCORES_CORRECTED = METRICS / "scores_corrected.json"  # the corrected methods' clusters, junk and scores
 INTERNAL = METRICS / "internal.json"
 DIAGNOSTICS = METRICS / "diagnostics.json"
 SUMMARY = METRICS / "summary.json"
@@ -112,6 +116,10 @@ TRAINING_PNG = PLOTS / "training.png"
 GALLERY = PLOTS / "gallery"  # one PNG per page of clusters: gallery_1.png, gallery_2.png, ...
 PROJECTION_PNG = PLOTS / "projection.png"
 RELATION_PNG = PLOTS / "relation.png"
+
+# ------------------------------------------------------------------ browse
+BROWSER = DATA / "browser"  # the static cluster browser: open BROWSER_INDEX in any web browser
+BROWSER_INDEX = BROWSER / "index.html"
 
 
 @dataclass(frozen=True)
@@ -165,14 +173,23 @@ def method_assignments(role: str) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(assignments(m.stage, role) for m in METHODS.values() if role in m.roles))
 
 
-EVALUATE_OUTPUTS = (SCORES, SCORES_FIT, INTERNAL, DIAGNOSTICS, SUMMARY, REPORT, ASSIGNMENTS_CSV,
+EVALUATE_OUTPUTS = (SCORES, SCORES_FIT, SCORES_CORRECTED, INTERNAL, DIAGNOSTICS, SUMMARY, REPORT, ASSIGNMENTS_CSV,
                     ASSIGNMENTS_PARQUET, PURITY_CSV, PSEUDO_CSV, CONFUSION_CSV, CONFUSION_PNG, PURITY_PNG,
                     PSEUDO_PNG, TRAINING_PNG, GALLERY, PROJECTION_PNG, RELATION_PNG)
 
 STAGES["evaluate"] = StageIO(
     inputs=_both(features, features_meta) + (
         relation_rows("fit"), RELATION_SPEC, SELECTED_NOUNS, SELECTED_TEXT, KNN, RELIABLE, PSEUDO, NAMES,
-        CENTERS_HISTORY, CENTERS_METRICS)
+        CENTERS_HISTORY, CENTERS_METRICS, CORRECTIONS)
     + tuple(dict.fromkeys(method_assignments("fit") + method_assignments("eval"))),
     outputs=EVALUATE_OUTPUTS,
+)
+
+# The per-image table already holds the corrections (and records which), so the browser needs no
+# clusters.yaml of its own; the dataset listing reruns it when an image is replaced in place.
+STAGES["browse"] = StageIO(
+    inputs=(ASSIGNMENTS_PARQUET, NAMES, features("eval"), features_meta("eval"), LISTINGS["dataset"]),
+    outputs=(BROWSER,),
+    extra=tuple(f"laic_core/views/browser_assets/{name}"
+                for name in ("index.html", "cluster.html", "browser.js", "browser.css")),
 )

@@ -5,8 +5,9 @@
 Embeds every image under FOLDER with the model in params, assigns it to the
 nearest learned center (data/centers/centers.npy, at the temperature it was trained with)
 and writes a CSV with the columns of data/evaluate/assignments.csv for ours: row, source,
-ours, ours_name, ours_confidence. Not a DVC stage:
-it reads the pipeline's outputs and writes only --out.
+ours, ours_name, ours_confidence, and `ours_corrected` when clusters.yaml corrects the clusters
+of ours (names follow its renames and merges; junk clusters' images get -1, "junk"). Not a DVC
+stage: it reads the pipeline's outputs and clusters.yaml and writes only --out.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
 from laic_core.method.centers import assign_labels
 from laic_core.provenance import describe, model_identity, same_model
+from laic_core.scoring.corrections import (
+    check_corrections, corrected_labels, corrected_names, parse_corrections, read_corrections,
+)
 from laic_core.scoring.evaluation import assignment_table
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
@@ -76,6 +80,11 @@ def main(
         raise LaicError(f"--out {out}: is a folder; give the CSV file to write, e.g. --out {out / 'predictions.csv'}")
     params = open_stage(params_file).params
     centers, names, tau = load_learned(params, params_file)
+    # Checked before the (long) embedding: only the lines about ours matter here.
+    raw, lines = read_corrections(layout.CORRECTIONS)
+    fix = parse_corrections(raw, str(layout.CORRECTIONS), lines).get("ours")
+    if fix:
+        check_corrections({"ours": fix}, {"ours": len(names)}, str(layout.CORRECTIONS))
     split = load_split("imagefolder", "", folder, "all")
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)
@@ -92,7 +101,9 @@ def main(
     labels, confidence = assign_labels(features, centers, tau)
     sources = [s for s, k in zip(split.sources(), keep) if k]
     # The columns of data/evaluate/assignments.csv for `ours`: one reader serves both files.
-    table = assignment_table(sources, {"ours": labels}, {"ours": confidence}, {"ours": names})
+    table = assignment_table(sources, {"ours": labels}, {"ours": confidence},
+                             {"ours": corrected_names(names, fix) if fix else names},
+                             corrected={"ours": corrected_labels(labels, fix, len(names))} if fix else None)
     save_csv(out, table)
     skipped = int((~keep).sum())
     note = f", skipped {skipped} unreadable image(s)" if skipped else ""

@@ -448,6 +448,21 @@ def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
     assert [by_source[s] for s in sources] == expected.tolist()
     assert pred["ours_name"].fillna("").tolist() == [names[k]["name"] for k in pred["ours"]]
 
+    # clusters.yaml's lines about ours: merged and renamed clusters, checked before anything is embedded
+    Path("clusters.yaml").write_text("- {rename: 0, to: firsts}\n- {merge: [1, 2]}\n- {method: scan, junk: 0}\n")
+    predict(Path("images"), Path("pred_fixed.csv"), Path("params.yaml"), "fail")
+    fixed = pd.read_csv("pred_fixed.csv")
+    assert list(fixed.columns) == ["row", "source", "ours", "ours_corrected", "ours_name", "ours_confidence"]
+    assert fixed["ours"].tolist() == pred["ours"].tolist()
+    assert fixed["ours_corrected"].tolist() == np.where(pred["ours"] == 2, 1, pred["ours"]).tolist()
+    renamed = {0: "firsts", 1: names[1]["name"], 2: names[1]["name"]}
+    assert fixed["ours_name"].fillna("").tolist() == [renamed[k] for k in pred["ours"]]
+    Path("clusters.yaml").write_text("- {junk: 3}\n")  # K is 3
+    with pytest.raises(LaicError, match=r"ours: unknown cluster id\(s\) 3: the run has clusters 0\.\.2"):
+        predict(Path("images"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    assert not Path("pred_bad.csv").exists()
+    Path("clusters.yaml").unlink()
+
     # An unreadable file: the fix named is predict's own option, not embed's setting.
     (project / "images" / "class_0" / "zero.png").write_bytes(b"")
     with pytest.raises(LaicError, match=r"(?s)cannot read 1 image.*zero.png.*--on-error skip") as err:

@@ -238,6 +238,9 @@ def test_confusion_csv_and_report(labelled_run):
     assert report.startswith("# LAIC run report: images\n") and "toy" not in report
     assert "## Scores (fit split)" not in report  # fit = eval: one table, not the same one twice
     assert "## Label-free scores" in report and "## Gallery" in report and "(plots/gallery/gallery_1.png)" in report
+    # no clusters.yaml: nothing corrected, and the file exists all the same (a declared output)
+    assert "## Corrections" not in report and "correction" not in report
+    assert _read_json(labelled_run / "metrics/scores_corrected.json") == {}
 
 
 def test_purity_ks_note_names_the_limit_and_the_fix():

@@ -63,7 +63,7 @@ def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
 def make_repo(root: Path, *, labelled: bool = True) -> Path:
     """A git + DVC repo holding the pipeline, tiny-model params and images."""
     root.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", "clusters.yaml"):
         shutil.copy(PROJECT / name, root / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("stages", "laic_core"):
@@ -153,6 +153,27 @@ def test_exp_run_reruns_only_downstream_of_the_changed_param(repo):
     assert len(shown) >= 3  # the workspace, the baseline commit and the experiment
 
 
+def test_a_correction_reruns_evaluate_and_the_browser_only(repo):
+    original = (repo / "clusters.yaml").read_text()
+    (repo / "clusters.yaml").write_text(original + "- {rename: 0, to: firsts}\n- {method: scan, junk: 1}\n")
+    try:
+        proc = sh(repo, "dvc", "repro")
+        assert ran_stages(proc) == {"validate", "evaluate", "browse"}
+        table = pd.read_csv(repo / "data/evaluate/assignments.csv")
+        assert set(table.loc[table["ours_corrected"] == 0, "ours_name"]) == {"firsts"}
+        assert (table["scan_corrected"] == -1).sum() == (table["scan"] == 1).sum()
+        fixed = json.loads((repo / "metrics/scores_corrected.json").read_text())
+        assert set(fixed) == {"ours", "scan"} and "acc" in fixed["ours"]
+        cards = (repo / "data/browser/data/clusters/ours.js").read_text()
+        assert '"name":"firsts"' in cards and (repo / "data/browser/index.html").is_file()
+        (repo / "clusters.yaml").write_text(original + "- {rename: 9, to: nobody}\n")
+        bad = sh(repo, "dvc", "repro", check=False)
+        assert bad.returncode != 0 and "unknown cluster id(s) 9: the run has clusters 0..2" in bad.stdout + bad.stderr
+    finally:
+        (repo / "clusters.yaml").write_text(original)
+    assert {"evaluate", "browse"} <= ran_stages(sh(repo, "dvc", "repro"))
+
+
 def content(path: Path) -> bytes:
     return path.read_bytes()  # prompts.pt included: the same tensors give the same bytes
 
@@ -163,7 +184,8 @@ def test_labels_are_read_by_evaluate_only(repo, tmp_path):
     shutil.copytree(repo, work, ignore=shutil.ignore_patterns(".dvc", ".git"))
     from stages.layout import STAGES
 
-    upstream = [s for s in STAGES if s not in ("validate", "embed", "vocab", "evaluate")]  # tac, scan too
+    # tac and scan too; browse shows the class mix of evaluate's per-image table: it comes after evaluate
+    upstream = [s for s in STAGES if s not in ("validate", "embed", "vocab", "evaluate", "browse")]
     stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
     outs = [o if isinstance(o, str) else next(iter(o)) for s in upstream for o in stages[s].get("outs", [])]
     before = {o: content(work / o) for o in outs}

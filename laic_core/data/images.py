@@ -10,6 +10,7 @@ caller can fail with the file's name or skip it. The dataset registry
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,16 @@ class FileSplit(ImageSplit):
             except OSError:
                 stats.append((p, -1, -1))
         return {"kind": "files", "name": self.name, "files": stats}
+
+
+INDEXED_SOURCE = re.compile(r"^(?P<name>.+)\[(?P<index>\d+)\]$")  # "cifar10:test[12]": not a file
+
+
+def indexed_source(source: str) -> tuple[str, int] | None:
+    """("<dataset>:<split>", i) when `source` names image i of a split that is not a folder of files
+    ("cifar10:test[12]", as `ImageSplit.source` gives for a benchmark); None for a file path."""
+    match = INDEXED_SOURCE.match(str(source))
+    return (match["name"], int(match["index"])) if match else None
 
 
 def is_hidden(path: Path) -> bool:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from laic_core.errors import LaicError
 from laic_core.methods import ordered
+from laic_core.scoring.corrections import JUNK, as_partition
 from laic_core.scoring.metrics import (
     SCORE_KEYS, best_mapping, clustering_scores, confusion, matched_column_order, size_balance,
 )
@@ -70,6 +71,29 @@ def score_methods(assignments: Mapping[str, np.ndarray], labels: np.ndarray | No
     return scores
 
 
+def corrected_scores(assignments: Mapping[str, np.ndarray], corrected: Mapping[str, np.ndarray],
+                     labels: np.ndarray | None, n_clusters: Mapping[str, int]) -> dict[str, dict]:
+    """What a person's corrections changed, per corrected method: clusters holding images before
+    (`clusters_raw`) and after (`clusters`), junk images (`n_junk`) and, with labels, ACC/NMI/ARI of
+    the corrected assignment (scores.json keeps the raw ones).
+
+    assignments / corrected: {method: (N,) the run's / the corrected clusters (JUNK = -1)};
+    n_clusters: each method's K. Junk images are one group of their own for the scores
+    (`as_partition`): dropping them would flatter the corrected clusters.
+    """
+    out = {}
+    for method in ordered(corrected):
+        pred = np.asarray(corrected[method], dtype=np.int64)
+        entry: dict[str, Any] = {"clusters_raw": int(np.unique(assignments[method]).size),
+                                 "clusters": int(np.unique(pred[pred != JUNK]).size),
+                                 "n_junk": int(np.count_nonzero(pred == JUNK))}
+        if labels is not None:
+            full = clustering_scores(labels, as_partition(pred, n_clusters[method]))
+            entry.update({k: full[k] for k in SCORE_KEYS})
+        out[method] = entry
+    return out
+
+
 def internal_scores(X, assignments: Mapping[str, np.ndarray], n_clusters: int, *, sample: int = 10000,
                     seed: int = 0) -> dict[str, dict]:
     """Label-free quality of every clustering on the image features X (N, d) unit rows.
@@ -100,6 +124,27 @@ def internal_scores(X, assignments: Mapping[str, np.ndarray], n_clusters: int, *
         entry.update(size_entropy=balance["size_entropy"], n_empty=balance["n_empty"],
                      min_size=balance["min_size"], max_size=balance["max_size"], sample=int(len(chosen)))
         out[method] = entry
+    return out
+
+
+def centroid_similarity(X, labels, n_clusters: int, *, block_size: int = 65536) -> np.ndarray:
+    """(N,) float32 cosine of each row of X (N, d, unit rows; may be memory-mapped) to the normalised
+    mean of its cluster: how typical an image is of its cluster, for methods with no confidence of
+    their own. labels: (N,) in 0..n_clusters-1; a negative label (junk) counts as one more group.
+    Two passes over X in row blocks, so X need not fit in memory twice."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if X.shape[0] != labels.shape[0]:
+        raise LaicError(f"{X.shape[0]} feature rows for {labels.shape[0]} labels")
+    groups = np.where(labels < 0, n_clusters, labels)
+    sums = np.zeros((n_clusters + 1, X.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], block_size):
+        np.add.at(sums, groups[start:start + block_size], np.asarray(X[start:start + block_size], np.float64))
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    means = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    out = np.empty(X.shape[0], dtype=np.float32)
+    for start in range(0, X.shape[0], block_size):
+        rows = np.asarray(X[start:start + block_size], np.float32)
+        out[start:start + rows.shape[0]] = np.einsum("nd,nd->n", rows, means[groups[start:start + rows.shape[0]]])
     return out
 
 
@@ -230,9 +275,14 @@ def confusion_parts(labels: np.ndarray, pred: np.ndarray, n_clusters: int, class
 
 def assignment_table(sources: Sequence[str], assignments: Mapping[str, np.ndarray],
                      confidences: Mapping[str, np.ndarray], cluster_names: Mapping[str, Sequence[str]],
-                     labels: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+                     labels: np.ndarray | None = None, class_names: Sequence[str] | None = None,
+                     corrected: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per image, in feature-row order: row, source, (label, class when known), then per method
-    its cluster, and its cluster's name and the image's confidence where the method has them."""
+    its cluster, its corrected cluster (`<method>_corrected`, -1 = junk) when a person corrected the
+    method's clusters, and its cluster's name and the image's confidence where the method has them.
+
+    cluster_names[method][k]: the name of the cluster that the images of the run's cluster k end in.
+    """
     table = pd.DataFrame({"row": np.arange(len(sources), dtype=np.int64), "source": list(sources)})
     if labels is not None:
         table["label"] = labels
@@ -241,6 +291,8 @@ def assignment_table(sources: Sequence[str], assignments: Mapping[str, np.ndarra
     for method in ordered(assignments):
         pred = assignments[method]
         table[method] = pred
+        if corrected and method in corrected:
+            table[f"{method}_corrected"] = np.asarray(corrected[method], dtype=np.int64)
         if method in cluster_names:
             names = list(cluster_names[method])
             table[f"{method}_name"] = [names[k] if 0 <= k < len(names) else "" for k in pred]

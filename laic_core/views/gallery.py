@@ -20,7 +20,7 @@ those of `laic_core.views.figures`; save them with `laic_core.views.figures.save
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,7 +30,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
-from laic_core.data.images import ImageSplit, open_image, to_rgb
+from laic_core.data.images import INDEXED_SOURCE, ImageSplit, indexed_source, open_image, to_rgb
 from laic_core.errors import LaicError
 from laic_core.views.figures import DPI, cjk_text  # DPI: all PNGs of a run read at the same scale
 
@@ -147,9 +147,6 @@ def load_thumbnails(load_image: Callable[[int], Image.Image], rows: Sequence[int
     return out
 
 
-_INDEXED_SOURCE = re.compile(r"^(?P<name>.+)\[(?P<index>\d+)\]$")  # "cifar10:test[12]"
-
-
 def source_loader(sources: Sequence[str], split: ImageSplit | None = None,
                   thumb_px: int = THUMB_PX) -> Callable[[int], Image.Image]:
     """`load_image(row)` over the `source` column of the features metadata.
@@ -166,12 +163,28 @@ def source_loader(sources: Sequence[str], split: ImageSplit | None = None,
 
     def load(row: int) -> Image.Image:
         source = str(sources[row])
-        match = _INDEXED_SOURCE.match(source)
+        match = INDEXED_SOURCE.match(source)
         if match and split is not None and match["name"] == split.name:
             return split.load_image(int(match["index"]))
         return open_image(source, draft_size=(thumb_px, thumb_px))
 
     return load
+
+
+def dataset_loader(sources: Sequence[str], kind: str, name: str, root: str,
+                   split_name: str) -> tuple[Callable[[int], Image.Image], str | None]:
+    """(`source_loader` over `sources`, None) or, when they name a benchmark's images (not files) and
+    its split cannot be opened from `root` (it is never downloaded here), (a loader whose images all
+    fail, why): the gallery and the browser then show placeholders rather than fail the run."""
+    split = None
+    if sources and indexed_source(sources[0]) is not None and not Path(str(sources[0])).exists():
+        from laic_core.data.datasets import load_split
+
+        try:
+            split = load_split(kind, name, root, split_name, download=False)
+        except LaicError as error:
+            return source_loader(sources, None), str(error)
+    return source_loader(sources, split), None
 
 
 # ------------------------------------------------------------------ entries

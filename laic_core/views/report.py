@@ -211,6 +211,29 @@ def features_notes(meta: Mapping[str, Any], source: str) -> list[str]:
     return notes
 
 
+def corrections_section(scores: Mapping[str, Mapping], corrected: Mapping[str, Mapping],
+                        changes: Mapping[str, Sequence[str]]) -> str:
+    """What the corrections file changed: per corrected method its clusters and junk images and,
+    with labels, ACC/NMI/ARI raw -> corrected; then each method's changes in words.
+
+    scores: metrics/scores.json (raw); corrected: metrics/scores_corrected.json; changes: {method:
+    ["3 renamed from 'x' to 'dogs'", ...]}.
+    """
+    labelled = any("acc" in v for v in corrected.values())
+    header = ["method", "clusters", "junk images"] + (["ACC", "NMI", "ARI"] if labelled else [])
+    rows = []
+    for m in ordered_methods(corrected):
+        entry = corrected[m]
+        row = [method_title(m), f"{entry['clusters_raw']} \u2192 {entry['clusters']}", number(entry["n_junk"])]
+        if labelled:
+            row += [f"{percent(scores.get(m, {}).get(k))} \u2192 {percent(entry.get(k))}" for k in SCORE_KEYS]
+        rows.append(row)
+    note = ("Raw \u2192 corrected. Junk images count as one group of their own in the scores."
+            if labelled else "Raw \u2192 corrected.")
+    lines = [f"- {method_title(m)}: " + "; ".join(changes[m]) for m in ordered_methods(changes) if changes[m]]
+    return note + "\n\n" + markdown_table(header, rows) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
 def internal_table(internal: Mapping[str, Mapping]) -> str:
     """Label-free scores per method: silhouette, Davies-Bouldin, Calinski-Harabasz, size balance."""
     rows = []
@@ -303,6 +326,7 @@ def render_report(
     internal: Mapping[str, Mapping] | None = None,
     cost: Mapping[str, Mapping] | None = None,
     gallery: Sequence[str] | None = None,
+    corrections: str | None = None,
 ) -> str:
     """The per-run report (metrics/report.md).
 
@@ -310,7 +334,8 @@ def render_report(
     min_size, ...}}; diagnostics: as written by the evaluate stage; clusters:
     names.json; params: flat {key: value}; figures: {caption: relative path};
     internal: label-free scores per method; cost: per-stage cost; gallery:
-    relative paths of the gallery pages. fit_scores only when the fit split is
+    relative paths of the gallery pages; corrections: `corrections_section(...)`, when a person
+    corrected some clusters (clusters.yaml). fit_scores only when the fit split is
     not the eval split (the caller decides). Sections whose input is None or
     empty are left out.
     """
@@ -332,6 +357,8 @@ def render_report(
         note = ("No ground-truth labels: cluster sizes instead of scores "
                 "(size entropy 1 = perfectly even).")
     parts.append(f"{heading}\n\n{note}\n\n{scores_table(scores)}" if scores else f"{heading}\n\nNo scores.")
+    if corrections:
+        parts.append("## Corrections (clusters.yaml)\n\n" + corrections)
     if fit_scores:
         parts.append("## Scores (fit split)\n\n" + scores_table(fit_scores))
     if internal:
