@@ -35,6 +35,7 @@ does not pay for the full budget.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,10 @@ from laic_core.text.prompts import PromptLearner
 from laic_core.validation import bool_mask, cluster_ids, neighbor_index
 
 _ASSIGN_BLOCK = 65536  # rows per block in `assign`: (block, K) float32 temporaries
+# Token rows (K x prompt length) of a K-prompt pass up to which a CPU step runs on one thread: its ops are
+# too small to gain from threads, and on a busy 2-core machine waiting for the second thread made each
+# step ~10x slower (MiniVLM-64, K = 10: 34-66 ms a step on one thread, 380-590 ms on two).
+SMALL_PASS_ROWS = 256
 
 
 # ------------------------------------------------------------------ training
@@ -198,7 +203,7 @@ def train_centers(
     since = ran = 0
     watching = stop_tolerance > 0
     learner.train()
-    with progress_bar(steps, "centers", unit="step", enabled=progress) as bar:
+    with progress_bar(steps, "centers", unit="step", enabled=progress) as bar, _threads_for(learner):
         try:
             for step in range(steps):
                 centers = learner()  # the K prompts after `step` updates, once per step
@@ -236,6 +241,18 @@ def train_centers(
         history.append(_history_row(ran, sums, since, monitor))
     return CentersTraining(history, ran, monitor.converged, monitor.reason(ran, steps), monitor.changed,
                            monitor.moved)
+
+
+@contextmanager
+def _threads_for(learner: PromptLearner):
+    """One intra-op thread while training a small K-prompt pass on the CPU (SMALL_PASS_ROWS), else as set."""
+    before = torch.get_num_threads()
+    small = learner.n_clusters * learner.tokens.shape[1] <= SMALL_PASS_ROWS and learner.ctx.device.type == "cpu"
+    torch.set_num_threads(1 if small else before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _nearest(V: torch.Tensor, centers: torch.Tensor) -> np.ndarray:
