@@ -168,34 +168,13 @@ def sanity_scores(workspace: Path, y_fit: np.ndarray) -> dict:
                 "nmi": round(float(normalized_mutual_info_score(y_fit, pred)), 4)} for m, pred in labels.items()}
 
 
-VIT_STEP = r"""
-import json, resource, sys, time
-import numpy as np, torch
-from laic_core.method.centers import train_centers
-from laic_core.data.models import load_clip
-from laic_core.text.prompts import PromptLearner
-K, n = int(sys.argv[1]), 20000
-bundle = load_clip("ViT-B-32", "none", "cpu")  # random weights: the cost of a step does not depend on them
-learner = PromptLearner(bundle.model, bundle.tokenizer, [f"noun{j}" for j in range(K)], 4, seed=0)
-rng = np.random.default_rng(0)
-V = rng.standard_normal((n, 512)).astype(np.float32); V /= np.linalg.norm(V, axis=1, keepdims=True)
-knn = rng.integers(n, size=(n, 10)); pseudo = rng.integers(K, size=n); reliable = np.ones(n, bool)
-kw = dict(tau=0.01, batch_size=1024, seed=0, progress=False)
-train_centers(learner, torch.from_numpy(V), knn, pseudo, reliable, steps=1, **kw)  # warm-up
-started = time.perf_counter()
-train_centers(learner, torch.from_numpy(V), knn, pseudo, reliable, steps=2, **kw)
-print(json.dumps({"seconds_per_step": (time.perf_counter() - started) / 2,
-                  "tokens_per_prompt": int(learner.tokens.shape[1]) if hasattr(learner, "tokens") else None,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
 def vit_step_cost(classes: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    proc = subprocess.run([sys.executable, "-c", VIT_STEP, str(classes)], env=env, capture_output=True, text=True,
-                          check=True)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"ViT-B/32 text tower, K={classes}: {result['seconds_per_step']:.1f} s per step", flush=True)
+    """One centers step with ViT-B/32's text tower at K = classes (benchmarks/centers_step_memory.py)."""
+    from centers_step_memory import step_cost
+
+    result = step_cost(classes, chunk=128)
+    print(f"ViT-B/32 text tower, K={classes}: {result['seconds_per_step']:.1f} s per step, "
+          f"peak RSS {result['peak_mib'] / 1024:.1f} GiB", flush=True)
     return result
 
 
@@ -219,8 +198,9 @@ def report(args, costs: dict, neighbours: dict, scores: dict, vit: dict | None, 
     lines += ["", f"Centers: {steps} steps of {centers.get('batch_size', 1024)} anchors."]
     if vit:
         lines += [f"The ViT-B/32 text tower at K = {args.classes} costs {vit['seconds_per_step']:.1f} s per step "
-                  f"on this CPU (peak RSS {vit['peak_rss_mib'] / 1024:.1f} GiB), so {steps} steps would take "
-                  f"{vit['seconds_per_step'] * (steps or 0) / 3600:.1f} h here: that stage wants a GPU at this K."]
+                  f"on this CPU (peak RSS {vit['peak_mib'] / 1024:.1f} GiB, prompts in chunks of {vit['chunk']}), "
+                  f"so {steps} steps would take {vit['seconds_per_step'] * (steps or 0) / 3600:.1f} h here: that "
+                  "stage wants a GPU at this K."]
     lines += ["", "Sanity against the synthetic classes (fit split):", "", "| method | ACC | NMI |",
               "|---|---:|---:|"]
     for method, s in scores.items():

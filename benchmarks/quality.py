@@ -101,12 +101,18 @@ def run_one(workspace: Path, set_name: str, seed: int, extra: dict[str, str]) ->
     ran = sorted(set(line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")))
     metrics = workspace / "metrics"
     cost = {p.stem: read_json(p) for p in (metrics / "cost").glob("*.json")}
+    epochs = {stage: history_rows(metrics / f"{stage}_history.csv") for stage in ("tac", "scan")}
     return {
         "set": set_name, "seed": seed, "seconds": round(time.perf_counter() - started, 1), "ran": ran,
         "scores": read_json(metrics / "scores.json"), "diagnostics": read_json(metrics / "diagnostics.json"),
         "neighbors": read_json(metrics / "neighbors.json"), "centers": read_json(metrics / "centers.json"),
-        "cost": cost,
+        "cost": cost, "epochs": epochs,
     }
+
+
+def history_rows(path: Path) -> int | None:
+    """Epochs a baseline trained (rows of its history), None when absent."""
+    return max(len(path.read_text().splitlines()) - 1, 0) if path.is_file() else None
 
 
 def mean_sd(values: list[float]) -> str:
@@ -171,6 +177,22 @@ def table(runs: list[dict], seeds: list[int]) -> str:
             avg(lambda r: r["centers"].get("agreement_with_pseudo_labels")),
             str(max((r["centers"].get("fit_empty_clusters", 0) for r in mine), default="–")),
         ]) + " |")
+    lines += ["", "Training length (label-free stop, steps and epochs being the ceilings; mean and range over "
+              "seeds), and `centers` against `embed` in the run that ran both (same machine, same moment):", "",
+              "| set | centers steps | TAC epochs | SCAN epochs | centers / embed wall |", "|---|---:|---:|---:|---:|"]
+    for s in sets:
+        mine = [r for r in runs if r["set"] == s]
+
+        def spread(values) -> str:
+            values = [v for v in values if v is not None]
+            return f"{statistics.fmean(values):.0f} ({min(values)}-{max(values)})" if values else "–"
+
+        both = [r["cost"]["centers"]["wall_seconds"] / r["cost"]["embed"]["wall_seconds"] for r in mine
+                if {"embed", "centers"} <= set(r["ran"]) and {"embed", "centers"} <= set(r["cost"])]
+        lines.append(f"| {s} | {spread([r['centers'].get('steps') for r in mine])} | "
+                     f"{spread([r.get('epochs', {}).get('tac') for r in mine])} | "
+                     f"{spread([r.get('epochs', {}).get('scan') for r in mine])} | "
+                     f"{', '.join(f'{x:.2f}' for x in both) or '–'} |")
     lines += ["", "Cost on this machine (seconds, mean over the runs that ran the stage; peak RSS MiB):", "",
               "| stage | runs | wall s | CPU s | peak RSS |", "|---|---:|---:|---:|---:|"]
     stages = sorted({name for r in runs for name in r["cost"] if name in r["ran"]})

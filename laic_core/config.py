@@ -105,8 +105,11 @@ class CentersParams:
     n_ctx: int = 4
     tau: Temperature = "auto"
     tau_relative: float = 1.0  # 0.01 for CLIP's scale of 100
-    steps: int = 1000
+    steps: int = 1000  # the ceiling: training stops earlier once converged (stop_*)
     epochs: int = 0  # > 0: that many passes over the fit images instead of `steps` (cost grows with N)
+    stop_tolerance: float = 0.001  # converged: fewer than this share of the fit images moved for good ...
+    stop_window: int = 50  # ... over 2 x this many steps (laic_core.method.convergence); tolerance 0 = never
+    prompt_chunk: int = 128  # prompts per text-tower pass; above it, checkpointed chunks (bounded memory)
     entropy_weight: float = 5.0
     ce_weight: float = 0.3
     lr: float = 0.002
@@ -123,17 +126,22 @@ class TacParams:
     temperature: Union[float, Literal["auto"]] = "auto"
     entropy_weight: float = 5.0
     lr: float = 0.001
+    stop_tolerance: float = 0.001  # as centers', per epoch (the epochs are the ceiling); 0 = every epoch
+    stop_window: int = 2
 
 
 @dataclass(frozen=True)
 class ScanParams:
-    """SCAN's published frozen-backbone settings (scan_imagenet_50.yml); `baselines.scan.ScanSettings` adds the fixed ones."""
+    """SCAN's published frozen-backbone settings (scan_imagenet_50.yml) and our label-free stop;
+    `baselines.scan.ScanSettings` adds the fixed ones."""
 
     epochs: int = 100
     batch_size: int = 512
     lr: float = 5.0
     heads: int = 10
     entropy_weight: float = 5.0
+    stop_tolerance: float = 0.001  # as tac's, over every head's clusters
+    stop_window: int = 5
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,10 @@ _RANGES = {
     ("centers", "tau_relative"): (lambda v: v > 0, "a number > 0"),
     ("centers", "steps"): (lambda v: v >= 1, "an integer >= 1"),
     ("centers", "epochs"): (lambda v: v >= 0, "an integer >= 0 (0 = use centers.steps)"),
+    ("centers", "stop_tolerance"): (lambda v: 0 <= v < 1, "a number in [0, 1) (a share of the fit images; "
+                                                          "0 = always train to the ceiling)"),
+    ("centers", "stop_window"): (lambda v: v >= 1, "an integer >= 1 (optimiser steps)"),
+    ("centers", "prompt_chunk"): (lambda v: v >= 1, "an integer >= 1 (prompts per text-tower pass)"),
     ("centers", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
     ("centers", "ce_weight"): (lambda v: 0 <= v <= 1, "a number in [0, 1] (the pseudo-label's share of a "
                                                        "reliable image's target)"),
@@ -229,11 +241,15 @@ _RANGES = {
     ("tac", "temperature"): (lambda v: v == "auto" or v >= MIN_TEMPERATURE, TEMPERATURE_RANGE),
     ("tac", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
     ("tac", "lr"): (lambda v: v > 0, "a number > 0"),
+    ("tac", "stop_tolerance"): (lambda v: 0 <= v < 1, "a number in [0, 1) (0 = train every epoch)"),
+    ("tac", "stop_window"): (lambda v: v >= 1, "an integer >= 1 (epochs)"),
     ("scan", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
     ("scan", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
     ("scan", "lr"): (lambda v: v > 0, "a number > 0"),
     ("scan", "heads"): (lambda v: v >= 1, "an integer >= 1"),
     ("scan", "entropy_weight"): (lambda v: v >= 0, "a number >= 0"),
+    ("scan", "stop_tolerance"): (lambda v: 0 <= v < 1, "a number in [0, 1) (0 = train every epoch)"),
+    ("scan", "stop_window"): (lambda v: v >= 1, "an integer >= 1 (epochs)"),
     ("evaluate", "purity_ks"): (
         lambda v: len(v) > 0 and all(isinstance(k, int) and k >= 1 for k in v),
         "a non-empty list of integers >= 1",

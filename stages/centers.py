@@ -152,7 +152,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
               "clusters start from the same noun", file=sys.stderr)
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     learner = PromptLearner(bundle.model, bundle.tokenizer, init_nouns, cp.n_ctx,
-                            template=cp.init_template, seed=params.seed, model_name=params.model.name)
+                            template=cp.init_template, seed=params.seed, model_name=params.model.name,
+                            chunk_size=cp.prompt_chunk)
     with torch.no_grad():
         initial = learner().cpu().numpy().astype(np.float32)
     if initial.shape[1] != d:
@@ -163,15 +164,17 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     steps = steps_for(cp.steps, cp.epochs, V_fit.shape[0], cp.batch_size)
     n_reliable = int(inputs["reliable"].sum())
     print(f"centers: K={K}, {n_reliable} reliable of {V_fit.shape[0]} fit images, "
-          f"{inputs['knn'].shape[1]} neighbours each, tau {tau:.4g}, {steps} steps of {cp.batch_size} "
+          f"{inputs['knn'].shape[1]} neighbours each, tau {tau:.4g}, at most {steps} steps of {cp.batch_size} "
           f"on {bundle.device}")
     started = time.perf_counter()
-    history = train_centers(
+    training = train_centers(
         learner, torch.from_numpy(V_fit), inputs["knn"], inputs["pseudo"], inputs["reliable"],
         tau=tau, entropy_weight=cp.entropy_weight, ce_weight=cp.ce_weight,
         steps=steps, lr=cp.lr, batch_size=cp.batch_size, seed=params.seed,
+        stop_tolerance=cp.stop_tolerance, stop_window=cp.stop_window,
     )
     train_seconds = time.perf_counter() - started
+    history = training.history
     with torch.no_grad():
         centers = learner().cpu().numpy().astype(np.float32)
 
@@ -192,7 +195,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
             "cluster": labels[role],
             "confidence": confidence,
             "init_cluster": init_labels[role],
-        }), {"tau": tau, "steps": steps})
+        }), {"tau": tau, "steps": training.steps})
     member_scores, sizes = relation_means(inputs, labels["fit"], K)
     nameable = selected_nameable = None
     if not cp.name_proper_nouns:
@@ -204,14 +207,20 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     for entry, noun in zip(names, init_nouns):
         entry["init_noun"] = noun
     save_json(layout.NAMES, names)
-    save_csv(layout.CENTERS_HISTORY, pd.DataFrame(history, columns=["step", "loss", "consistency", "entropy", "ce"]))
+    save_csv(layout.CENTERS_HISTORY, pd.DataFrame(history, columns=["step", "loss", "consistency", "entropy", "ce",
+                                                                    "changed", "moved"]))
     final = history[-1]
     empty = int((sizes == 0).sum())
     # Label-free and deterministic (no timings: the file is git-tracked); scores
     # against labels are the evaluate stage's. Agreement: the share of fit images
     # whose cluster matches under the best one-to-one matching of cluster ids.
     save_json(layout.CENTERS_METRICS, {
-        "steps": steps,
+        "steps": training.steps,  # run; the ceiling and why training stopped follow
+        "steps_ceiling": steps,
+        "converged": training.converged,
+        "stop_reason": training.stop_reason,
+        "stop_changed_share": training.changed,  # of the fit images, over the last stop_window steps
+        "stop_moved_share": training.moved,  # over twice that, less the above: moved for good
         "tau": tau,
         "reliable": n_reliable,
         "final_loss": final["loss"],
@@ -230,7 +239,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     if empty:
         print(f"centers: warning: {empty} of {K} clusters received no fit image; raise "
               "centers.entropy_weight to spread the images, or lower dataset.num_clusters", file=sys.stderr)
-    print(f"centers: trained in {train_seconds:.1f}s, final loss {final['loss']:.4f}; fit cluster sizes "
+    print(f"centers: {training.steps} steps in {train_seconds:.1f}s ({training.stop_reason}), final loss "
+          f"{final['loss']:.4f}; fit cluster sizes "
           f"{sizes.min()}..{sizes.max()}, {empty} empty")
 
 

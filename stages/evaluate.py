@@ -110,11 +110,19 @@ def key_params(params, title: str, spec: dict) -> dict[str, Any]:
         "noun filter": f"{p.nouns.filter} (gamma {p.nouns.gamma})",
         "relation": relation,
         "neighbours": f"k {p.neighbors.k}, min agreement {p.neighbors.min_agreement}",
-        "centers": (f"n_ctx {p.centers.n_ctx}, tau {trained['tau']:.4g}, {trained['steps']} steps, entropy weight "
+        "centers": (f"n_ctx {p.centers.n_ctx}, tau {trained['tau']:.4g}, {_steps_run(trained)}, entropy weight "
                     f"{p.centers.entropy_weight}, ce weight {p.centers.ce_weight}, lr {p.centers.lr}"
                     if trained else f"n_ctx {p.centers.n_ctx}"),
         "seed": p.seed,
     }
+
+
+def _steps_run(trained: dict) -> str:
+    """"300 of at most 1000 steps (converged)" from metrics/centers.json (older files: "1000 steps")."""
+    if "steps_ceiling" not in trained:
+        return f"{trained['steps']} steps"
+    why = "converged" if trained.get("converged") else "the ceiling"
+    return f"{trained['steps']} of at most {trained['steps_ceiling']} steps ({why})"
 
 
 def _knn_options(params) -> dict[str, dict]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.baselines.scan import ScanSettings, predict, train_scan
+from laic_core.method.convergence import epochs_run
 from laic_core.data.models import array_device
 from laic_core.method.neighbors import baseline_neighbors
 from laic_core.validation import load_embeddings
@@ -47,8 +48,9 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
         save_parquet(layout.assignments("scan", role), pd.DataFrame({
             "row": np.arange(len(labels), dtype=np.int64), "scan": labels, "scan_confidence": confidence}),
             {"settings": vars(settings), "head": best})
-    save_csv(layout.SCAN_HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "consistency", "entropy"]))
-    print(f"scan: kept head {best} (lowest SCAN loss)")
+    save_csv(layout.SCAN_HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "consistency", "entropy",
+                                                                 "changed", "moved"]))
+    print(f"scan: {epochs_run(history, settings.epochs, settings.stop_window)}; kept head {best} (lowest SCAN loss)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pandas as pd
 
 from laic_core.artifacts import load_npy, save_csv, save_parquet
 from laic_core.baselines.tac import TacSettings, predict, train_tac
+from laic_core.method.convergence import epochs_run
 from laic_core.data.models import array_device
 from laic_core.method.neighbors import baseline_neighbors, knn
 from laic_core.method.relation import tac_text_features
@@ -37,7 +38,8 @@ def settings_from(params) -> TacSettings:
         epochs=published.epochs if p.epochs == "auto" else p.epochs,
         batch_size=published.batch_size if p.batch_size == "auto" else p.batch_size,
         temperature=published.temperature if p.temperature == "auto" else p.temperature,
-        entropy_weight=p.entropy_weight, lr=p.lr, knn=published.knn)
+        entropy_weight=p.entropy_weight, lr=p.lr, knn=published.knn, stop_tolerance=p.stop_tolerance,
+        stop_window=p.stop_window)
 
 
 @app.command()
@@ -67,7 +69,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
             "row": np.arange(len(labels), dtype=np.int64), "tac": labels, "tac_confidence": confidence}),
             {"settings": vars(settings), "retrieval_tau": tau})
     save_csv(layout.TAC_HISTORY, pd.DataFrame(history, columns=["epoch", "loss", "distill", "consistency",
-                                                                "entropy"]))
+                                                                "entropy", "changed", "moved"]))
+    print(f"tac: {epochs_run(history, settings.epochs, settings.stop_window)}")
 
 
 if __name__ == "__main__":

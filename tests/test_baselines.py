@@ -84,8 +84,10 @@ def test_tac_recovers_well_separated_groups_and_is_seeded():
     labels, confidence = tac_predict(head, V)
     assert cluster_accuracy(y, labels) >= 0.9
     assert confidence.shape == (len(y),) and (confidence > 0).all() and (confidence <= 1).all()
-    assert [h["epoch"] for h in history] == list(range(1, 41))
-    assert set(history[0]) == {"epoch", "loss", "distill", "consistency", "entropy"}
+    # the clusters stop moving long before the 40 epochs: training stops there (label-free), and says so
+    assert 4 <= len(history) < 40 and history[-1]["moved"] < settings.stop_tolerance
+    assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+    assert set(history[0]) == {"epoch", "loss", "distill", "consistency", "entropy", "changed", "moved"}
     again, _ = train_tac(V, S, knn_v, knn_s, 4, settings=settings, seed=0, progress=False)
     np.testing.assert_array_equal(tac_predict(again, V)[0], labels)
 

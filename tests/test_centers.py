@@ -14,6 +14,7 @@ import yaml
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
 from laic_core.errors import LaicError
 from laic_core.method.centers import assign, assign_labels, centers_loss, steps_for, train_centers
+from laic_core.method.convergence import AssignmentStability, monitor_rows
 from laic_core.method.naming import cluster_init_nouns, name_clusters
 from laic_core.method.relation import relation_embedding
 from laic_core.scoring.metrics import cluster_accuracy
@@ -92,7 +93,7 @@ def trained(tiny_bundle):
     tower_before = {k: v.clone() for k, v in tiny_bundle.model.state_dict().items()}
     ctx_before = learner.ctx.detach().clone()
     history = train_centers(learner, torch.from_numpy(V), knn, pseudo, reliable, seed=0, ce_weight=0.3,
-                            log_every=20, **TRAIN)
+                            log_every=20, **TRAIN).history
     return dict(learner=learner, start=start, V=V, y=y, knn=knn, pseudo=pseudo, reliable=reliable,
                 history=history, tower_before=tower_before, ctx_before=ctx_before)
 
@@ -156,7 +157,7 @@ def test_training_separates_the_groups_from_near_chance(trained):
     history = trained["history"]
     assert [h["step"] for h in history] == [20, 40, 60]
     assert history[-1]["loss"] < history[0]["loss"]
-    assert set(history[0]) == {"step", "loss", "consistency", "entropy", "ce"}
+    assert set(history[0]) == {"step", "loss", "consistency", "entropy", "ce", "changed", "moved"}
 
 
 def test_training_improves_on_the_pseudo_labels_it_starts_from(trained):
@@ -231,11 +232,11 @@ def test_cross_entropy_term_only_with_weight_and_reliable_anchors(tiny_bundle, t
     V, y, knn = trained["V"], trained["y"], trained["knn"]
     settings = dict(TRAIN, steps=2)
     some = np.arange(len(y)) % 2 == 0
-    history = train_centers(learner_for(tiny_bundle), V, knn, y, some, ce_weight=1.0, **settings)
+    history = train_centers(learner_for(tiny_bundle), V, knn, y, some, ce_weight=1.0, **settings).history
     assert history[-1]["ce"] > 0
     none = np.zeros(len(y), bool)
-    assert train_centers(learner_for(tiny_bundle), V, knn, y, none, ce_weight=1.0, **settings)[-1]["ce"] == 0
-    assert train_centers(learner_for(tiny_bundle), V, knn, y, some, ce_weight=0.0, **settings)[-1]["ce"] == 0
+    assert train_centers(learner_for(tiny_bundle), V, knn, y, none, ce_weight=1.0, **settings).history[-1]["ce"] == 0
+    assert train_centers(learner_for(tiny_bundle), V, knn, y, some, ce_weight=0.0, **settings).history[-1]["ce"] == 0
     with pytest.raises(LaicError, match=r"ce_weight.*\[0, 1\]"):
         train_centers(learner_for(tiny_bundle), V, knn, y, some, ce_weight=2.0, **settings)
 
@@ -260,6 +261,83 @@ def test_bad_neighbours_labels_and_dimensions(tiny_bundle):
 def test_budget_in_steps_does_not_grow_with_n():
     assert steps_for(1000, 0, 10_000, 1024) == steps_for(1000, 0, 1_281_167, 1024) == 1000
     assert steps_for(1000, 2, 10_000, 1024) == 20  # epochs > 0: passes over the fit images
+
+
+def test_training_stops_once_the_clusters_stop_moving(tiny_bundle, trained):
+    """The toy groups settle long before a generous ceiling: training stops there and says why,
+    with the result of a full run."""
+    V, y, knn, pseudo, reliable = (trained[k] for k in ("V", "y", "knn", "pseudo", "reliable"))
+    settings = dict(TRAIN, steps=3000)
+    learner = learner_for(tiny_bundle)
+    run = train_centers(learner, V, knn, pseudo, reliable, seed=0, ce_weight=0.3, stop_tolerance=0.001,
+                        stop_window=20, log_every=20, **settings)
+    assert run.converged and 40 <= run.steps < 1000 and run.steps % 4 == 0  # checked every window / 5 steps
+    assert run.moved < 0.001 and run.stop_reason.startswith("converged: ")
+    assert "moved for good over the last 40 steps (< 0.100%" in run.stop_reason
+    last = run.history[-1]
+    assert last["step"] == run.steps and (last["changed"], last["moved"]) == (run.changed, run.moved)
+    assert cluster_accuracy(y, assign(V, centers_of(learner), TRAIN["tau"])[0]) >= 0.95
+    # tolerance 0 never stops early; the ceiling is then the reason
+    ceiling = train_centers(learner_for(tiny_bundle), V, knn, pseudo, reliable, seed=0, stop_tolerance=0,
+                            **dict(TRAIN, steps=50))
+    assert ceiling.steps == 50 and not ceiling.converged
+    assert ceiling.stop_reason == "ceiling: 50 of 50 steps (not measured)"
+    with pytest.raises(LaicError, match=r"centers.stop_tolerance.*\[0, 1\)"):
+        train_centers(learner_for(tiny_bundle), V, knn, pseudo, reliable, stop_tolerance=1.5, **settings)
+    with pytest.raises(LaicError, match="centers.stop_window"):
+        train_centers(learner_for(tiny_bundle), V, knn, pseudo, reliable, stop_window=0, **settings)
+
+
+def test_moving_for_good_is_what_changed_over_two_windows_beyond_the_churn():
+    """Image 0 moves once and stays; image 1 moves and flips back: only image 0 moved for good."""
+    monitor = AssignmentStability(0.01, 2)
+    assert monitor.check(0, [0, 0, 0, 0]) is None
+    assert monitor.check(2, [1, 0, 0, 0]) is None and monitor.changed == 0.25  # no record 4 steps back yet
+    # c2 = 2 of 4 changed since step 0, c0 = c1 = 1 of 4 in each window: one moved for good
+    assert monitor.check(4, [1, 1, 0, 0]) == 0.25 and not monitor.converged
+    assert monitor.check(6, [1, 0, 0, 0]) == -0.25 and monitor.converged  # image 1 is back where it was
+    assert monitor.reason(6, 100).startswith("converged: -25.000% of the monitored fit images moved for good "
+                                             "over the last 4 steps")
+    # the newest records at least 2 and 4 steps back are 6 and 4: image 1 left 4's cluster and stayed away
+    assert monitor.check(9, [1, 0, 0, 0]) == 0.125 and not monitor.converged
+    quiet = AssignmentStability(0.01, 1)  # nothing has moved yet: not converged, not started
+    assert [quiet.check(s, [0, 0]) for s in range(3)] == [None, None, 0.0] and not quiet.converged
+    heads = AssignmentStability(0.3, 1, section="scan")  # (heads, m) labels: shares of all entries
+    heads.check(0, [[0, 1], [1, 1]])
+    heads.check(1, [[0, 1], [0, 1]])
+    assert heads.check(2, [[0, 1], [0, 1]]) == 0.125 and heads.converged
+    assert monitor_rows(10, seed=0).tolist() == list(range(10))
+    sample = monitor_rows(100, seed=3, cap=20)
+    assert len(set(sample)) == 20 and (np.diff(sample) > 0).all()
+    assert sample.tolist() == monitor_rows(100, seed=3, cap=20).tolist()
+
+
+def test_chunked_prompt_pass_gives_the_same_loss_and_gradients(tiny_bundle):
+    """K prompts in checkpointed chunks (3 + 3 + 1) against one whole pass: same centers, loss and
+    gradients on the context vectors, to float rounding."""
+    words = ["apple", "river", "chair", "cloud", "horse", "violin", "harbour"]
+    whole, chunked = learner_for(tiny_bundle, words), learner_for(tiny_bundle, words, chunk_size=3)
+    with torch.no_grad():  # a context that is not the template's, so every position matters
+        noise = 0.05 * torch.randn(whole.ctx.shape, generator=torch.Generator().manual_seed(0))
+        whole.ctx.add_(noise), chunked.ctx.add_(noise)
+    rng = np.random.default_rng(0)
+    V = torch.from_numpy(rng.normal(size=(40, 32)).astype(np.float32))
+    V = torch.nn.functional.normalize(V, dim=1)
+    knn = torch.from_numpy(rng.integers(40, size=(40, 3)))
+    pseudo, reliable = torch.from_numpy(rng.integers(7, size=40)), torch.arange(40) % 2 == 0
+    results = []
+    for learner in (whole, chunked):
+        loss, _ = centers_loss(V, V[knn], learner(), tau=0.05, entropy_weight=2.0, ce_weight=0.3,
+                               pseudo=pseudo, reliable=reliable)
+        loss.backward()
+        results.append((loss.item(), learner.ctx.grad.clone()))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    assert results[0][1].abs().max() > 0
+    scale = results[0][1].abs().max().item()  # float32 sums in another order: rounding relative to it
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(centers_of(chunked), centers_of(whole), atol=1e-6)  # no-grad chunks too
+    with pytest.raises(LaicError, match="centers.prompt_chunk"):
+        learner_for(tiny_bundle, words, chunk_size=0)
 
 
 # ---------------------------------------------------------------- assignment
@@ -426,10 +504,12 @@ def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
     assert all(n["name"].startswith("noun") for n in names if n["size"])
     assert len({n["init_noun"] for n in names}) == 3
     history = pd.read_csv("metrics/centers_history.csv")
-    assert list(history.columns) == ["step", "loss", "consistency", "entropy", "ce"]
+    assert list(history.columns) == ["step", "loss", "consistency", "entropy", "ce", "changed", "moved"]
     assert history["step"].tolist() == [1, 2, 3, 4, 5, 6]
     summary = json.loads(Path("metrics/centers.json").read_text())
-    assert summary["reliable"] == 12 and summary["steps"] == 6
+    assert summary["reliable"] == 12 and summary["steps"] == summary["steps_ceiling"] == 6
+    # 6 steps is less than one stop window: trained to the ceiling, and the file says so
+    assert summary["converged"] is False and summary["stop_reason"].startswith("ceiling: 6 of 6 steps")
     # random weights ("none"): CLIP's reference scale of 100, so auto gives CLIP's 0.01
     assert summary["tau"] == pytest.approx(0.01)
     assert 0 < summary["agreement_with_pseudo_labels"] <= 1

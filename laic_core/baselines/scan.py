@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from laic_core.baselines import tac
 from laic_core.config import ScanParams
 from laic_core.errors import LaicError
+from laic_core.method.convergence import AssignmentStability, monitor_rows
 from laic_core.method.losses import balance_entropy, pair_consistency
 from laic_core.progress import progress_bar
 from laic_core.validation import finite_rows, int_at_least, neighbor_index, positive_float
@@ -80,7 +81,10 @@ def train_scan(
 
     Returns (the head of lowest SCAN loss, its index, per-epoch history of the
     mean loss over heads). Seeded by `seed` (initialisation, batch order,
-    neighbour draws).
+    neighbour draws). At most `settings.epochs` epochs: training stops
+    earlier once every head's clusters of the fit images (a seeded sample of
+    at most 20,000) have settled (`settings.stop_tolerance`; the history's
+    `changed` and `moved` columns).
     """
     X = finite_rows(X, "X (image features)")
     if not isinstance(X, np.ndarray):
@@ -99,6 +103,10 @@ def train_scan(
     knn_t = torch.from_numpy(knn_idx.astype(np.int64))
     steps_per_epoch = -(-n // batch)
     history = []
+    stop = AssignmentStability(settings.stop_tolerance, settings.stop_window, section="scan")
+    watched = X_t[torch.from_numpy(monitor_rows(n, seed)).to(device)]
+    if stop.tolerance > 0:
+        stop.check(0, _head_clusters(model, watched))
     with progress_bar(settings.epochs * steps_per_epoch, "scan", unit="step", enabled=progress) as bar:
         for epoch in range(settings.epochs):
             order = torch.randperm(n, generator=gen)
@@ -119,8 +127,20 @@ def train_scan(
             history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
             if not np.isfinite(history[-1]["loss"]):
                 raise LaicError(f"scan: the loss became {history[-1]['loss']} in epoch {epoch + 1}; lower scan.lr")
+            if stop.tolerance > 0:
+                stop.check(epoch + 1, _head_clusters(model, watched))
+            history[-1].update({k: np.nan if v is None else v for k, v in (("changed", stop.changed),
+                                                                            ("moved", stop.moved))})
+            if stop.converged:
+                break
     best = lowest_loss_head(model, X_t, knn_t.to(device), settings.entropy_weight, seed=seed)
     return model.heads[best].eval(), best, history
+
+
+def _head_clusters(model: ScanHeads, X: torch.Tensor) -> np.ndarray:
+    """(heads, m) int64: every head's cluster of every row of X."""
+    with torch.no_grad():
+        return torch.stack([logits.argmax(dim=1) for logits in model(X)]).cpu().numpy()
 
 
 def lowest_loss_head(model: ScanHeads, X: torch.Tensor, knn_idx: torch.Tensor, entropy_weight: float,

@@ -13,12 +13,16 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from laic_core.errors import LaicError
 from laic_core.text.tower import TextTower
 
 # Initialisation scale of random context vectors (CoOp; open_clip's token-embedding init).
 CTX_INIT_STD = 0.02
+# Prompts per pass through the text tower (centers.prompt_chunk): above it the K prompts go through in
+# chunks whose activations are recomputed in the backward pass instead of kept (ViT-B/32: ~5 MB a prompt).
+DEFAULT_CHUNK = 128
 
 
 def _split_template(template: str) -> tuple[str, str]:
@@ -52,6 +56,14 @@ class PromptLearner(torch.nn.Module):
     not a sub-module: it is frozen (requires_grad False) and differentiated
     through, and the learner's state_dict holds only the prompts.
 
+    Memory: a pass keeps every layer's activations of every prompt for the
+    backward pass (ViT-B/32: about 5 MB a prompt, 16 GiB of RSS at K = 1000).
+    With more than `chunk_size` prompts the pass runs in chunks of
+    `chunk_size` under activation checkpointing: each chunk keeps only its
+    inputs and outputs and is recomputed, one chunk at a time, when the
+    gradient reaches it. That costs one more forward pass and gives the same
+    centers and gradients up to float rounding.
+
     Args:
         model: an open_clip model, or a `TextTower` around one.
         tokenizer: the model's open_clip tokenizer (CLIP's BPE `SimpleTokenizer`).
@@ -60,6 +72,7 @@ class PromptLearner(torch.nn.Module):
         template: a string with one '{}' where the word goes.
         seed: seeds the random context initialisation.
         model_name: named in error messages.
+        chunk_size: prompts per pass through the tower (see Memory above).
     """
 
     def __init__(
@@ -72,6 +85,7 @@ class PromptLearner(torch.nn.Module):
         template: str = "a photo of a {}.",
         seed: int = 0,
         model_name: str | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
     ):
         super().__init__()
         tower = model if isinstance(model, TextTower) else TextTower(model)
@@ -95,6 +109,8 @@ class PromptLearner(torch.nn.Module):
                 )
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
             raise LaicError(f"centers.n_ctx: {n_ctx!r} must be an integer >= 1")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise LaicError(f"centers.prompt_chunk: {chunk_size!r} must be an integer >= 1")
         init_words = [str(w) for w in init_words]
         if not init_words:
             raise LaicError("init_words is empty: give one initial word per cluster")
@@ -104,6 +120,7 @@ class PromptLearner(torch.nn.Module):
 
         self.tower = tower
         self.n_ctx = n_ctx
+        self.chunk_size = chunk_size
         self.template = template
         self.init_words = init_words
         length = tower.context_length
@@ -165,12 +182,25 @@ class PromptLearner(torch.nn.Module):
         return [" ".join(["X"] * self.n_ctx + [rest.format(w)]) for w in self.init_words]
 
     def forward(self) -> torch.Tensor:
-        """(K, D) float32 L2-normalised centers, differentiable w.r.t. `ctx`."""
-        emb = self.fixed_embeddings
-        x = torch.cat(
-            [emb[:, :1], self.ctx.to(emb.dtype), emb[:, 1 + self.n_ctx:]], dim=1
-        )
-        return F.normalize(self.tower.encode_embeddings(x, self.tokens).float(), dim=-1)
+        """(K, D) float32 L2-normalised centers, differentiable w.r.t. `ctx`; in chunks above `chunk_size`."""
+        K = self.n_clusters
+        if K <= self.chunk_size:
+            return self._encode(self.ctx, self.fixed_embeddings, self.tokens)
+        keep_for_backward = torch.is_grad_enabled() and self.ctx.requires_grad
+        parts = []
+        for start in range(0, K, self.chunk_size):
+            rows = slice(start, start + self.chunk_size)
+            chunk = (self.ctx[rows], self.fixed_embeddings[rows], self.tokens[rows])
+            if keep_for_backward:  # keep the chunk's inputs only; recompute its activations in backward
+                parts.append(checkpoint(self._encode, *chunk, use_reentrant=False))
+            else:
+                parts.append(self._encode(*chunk))
+        return torch.cat(parts)
+
+    def _encode(self, ctx: torch.Tensor, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(c, n_ctx, width) context, (c, L, width) token embeddings, (c, L) tokens -> (c, D) unit centers."""
+        x = torch.cat([embeddings[:, :1], ctx.to(embeddings.dtype), embeddings[:, 1 + self.n_ctx:]], dim=1)
+        return F.normalize(self.tower.encode_embeddings(x, tokens).float(), dim=-1)
 
     def export(self) -> dict:
         """Everything needed to rebuild the prompts (for `torch.save`)."""
