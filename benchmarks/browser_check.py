@@ -47,7 +47,8 @@ def main() -> int:
     problems += [f"index.html console: {m}" for m in console]
     cards = {c.attrs["data-cluster"]: c.find_all("span", cls="name")[0].text()
              for c in overview.find_all("article", cls="card")}
-    expected_ids = sorted({("junk" if k < 0 else str(k)) for k in clusters.tolist()}, key=lambda k: (k == "junk", k.zfill(9)))
+    expected_ids = sorted({("junk" if k < 0 else str(k)) for k in clusters.tolist()},
+                          key=lambda k: (k == "junk", k.zfill(9)))
     if sorted(cards) != sorted(expected_ids):
         problems.append(f"cards {sorted(cards)} but the table's clusters are {expected_ids}")
     if args.method == "ours":
@@ -58,7 +59,8 @@ def main() -> int:
             want = shown.pop() if len(shown) == 1 else entry.get("name", "")
             if k in cards and cards[k] != want:
                 problems.append(f"card {k} is named {cards[k]!r}, names.json (with clusters.yaml) says {want!r}")
-        lines.append(f"- names of the cards: {', '.join(f'{k} {cards[k]}' for k in sorted(cards, key=lambda k: k.zfill(9)))}")
+        shown = sorted(cards, key=lambda k: k.zfill(9))
+        lines.append("- names of the cards: " + ", ".join(f"{k} {cards[k]}" for k in shown))
     lines.append(f"- {len(cards)} cards for {len(expected_ids)} clusters of {args.method} holding images")
 
     pages_opened = 0
@@ -95,7 +97,8 @@ def main() -> int:
                  f"{thumb_bytes / 2**20:.1f} MiB ({thumb_bytes / max(len(thumbs), 1) / 1024:.2f} KiB each)")
     lines.append(f"- {pages_opened + 1} pages opened in headless Chromium in {time.perf_counter() - start:.0f} s; "
                  f"console messages: {sum('console' in p for p in problems)}")
-    verdict = "all checks hold" if not problems else f"{len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+    verdict = ("all checks hold" if not problems
+               else f"{len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
     text = f"# Cluster browser check: {root.name}, {args.method}\n\n" + "\n".join(lines) + f"\n\n{verdict}\n"
     print(text)
     if args.out:

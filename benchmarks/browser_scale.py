@@ -52,8 +52,8 @@ def main() -> None:
     views = []
     for m in range(args.methods):
         labels = np.where(rng.random(n) < 0.6, classes % K, rng.integers(0, K, n))
-        views.append(MethodView(f"method{m}", f"method {m}", labels, rng.random(n), "confidence", K, [f"name {k}" for k in range(K)],
-                                runner_ups=[["a", "b", "c"]] * K))
+        views.append(MethodView(f"method{m}", f"method {m}", labels, rng.random(n), "confidence", K,
+                                [f"name {k}" for k in range(K)], runner_ups=[["a", "b", "c"]] * K))
     start = time.perf_counter()
     lists, offsets = [], []
     for i, v in enumerate(views):
@@ -90,7 +90,8 @@ def main() -> None:
         "| part | size |",
         "|---|---:|",
         f"| member lists (`data/members/`, {args.methods} methods) | {per_method['members'] / mib:.0f} MiB |",
-        f"| per-image chunks (`data/rows/`: sources, classes, every method's cluster) | {per_method['rows'] / mib:.0f} MiB |",
+        f"| per-image chunks (`data/rows/`: sources, classes, every method's cluster) "
+        f"| {per_method['rows'] / mib:.0f} MiB |",
         f"| cards (`data/clusters/`) | {per_method['clusters'] / mib:.1f} MiB |",
         f"| thumbnails: {capped:,} of the {wanted:,} the per-cluster budget asks for | {thumbs / mib:.0f} MiB |",
         f"| **total** | **{total / mib:.0f} MiB** |",
@@ -98,7 +99,8 @@ def main() -> None:
         f"Thumbnails a cluster gets, the opening method's (`{views[0].name}`) / each other method's: "
         f"{np.mean(strips[:first]):.1f} / {np.mean(strips[first:]):.1f} of its card's {STRIP}, "
         f"{np.mean(per_page[:first]):.0f} / {np.mean(per_page[first:]):.0f} on its pages in all "
-        + ("(the total cap binds: the opening method's cards are served first)." if wanted > budget.total else "(the cap does not bind)."),
+        + ("(the total cap binds: the opening method's cards are served first)." if wanted > budget.total
+           else "(the cap does not bind)."),
         "",
         f"Written in {seconds:.0f} s (without decoding any image); {stats['files']:,} data files.",
     ]

@@ -171,7 +171,8 @@ def test_a_correction_reruns_evaluate_and_the_browser_only(repo):
         assert bad.returncode != 0 and "unknown cluster id(s) 9: the run has clusters 0..2" in bad.stdout + bad.stderr
     finally:
         (repo / "clusters.yaml").write_text(original)
-    assert {"evaluate", "browse"} <= ran_stages(sh(repo, "dvc", "repro"))
+    assert "evaluate" in ran_stages(sh(repo, "dvc", "repro"))  # the browser may come from DVC's run cache
+    assert '"name":"firsts"' not in (repo / "data/browser/data/clusters/ours.js").read_text()
 
 
 def content(path: Path) -> bytes:

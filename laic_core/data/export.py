@@ -179,7 +179,8 @@ def write_export(plan: pd.DataFrame, out: str | Path, *, mode: str = "symlink",
         if out.is_dir():
             out.rmdir()  # empty, checked above
         target.rename(out)
-    return {"images": len(plan), "folders": int(plan["path"].str.rsplit("/", n=1).str[0].nunique()), "written": str(out)}
+    folders = plan["path"].str.rsplit("/", n=1).str[0].nunique()
+    return {"images": len(plan), "folders": int(folders), "written": str(out)}
 
 
 def _place(row: int, source: str, dest: Path, mode: str, load_image) -> None:

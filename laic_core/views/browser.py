@@ -220,7 +220,8 @@ def cluster_records(view: MethodView, members: Sequence[np.ndarray], junk: np.nd
         k = -1 if key == JUNK_KEY else key
         record: dict[str, Any] = {
             "id": key, "name": "junk" if key == JUNK_KEY else str(view.names[k]), "size": int(rows.size),
-            "mean_score": round(float(np.nanmean(view.score[rows])), 4) if np.isfinite(view.score[rows]).any() else None,
+            "mean_score": (round(float(np.nanmean(view.score[rows])), 4) if np.isfinite(view.score[rows]).any()
+                           else None),
             "strip": [int(r) for r in rows[has_thumb[rows]][:STRIP]], "check": n_to_check(rows.size, check),
         }
         if key != JUNK_KEY:
