@@ -336,7 +336,8 @@ def _line(row: Row) -> str:
 def table(rows: list[Row], device: str, total: float, dry: bool) -> str:
     lines = [f"# GPU check on {device}" + (" (dry run: tiny model and sizes)" if dry else ", CLIP ViT-B/32 shapes"),
              "", f"Total {total:.0f} s. Peak GPU memory: torch.cuda.max_memory_allocated during the step.", "",
-             "| step | size | wall s | peak GPU MiB | against the CPU | value | ok |", "|---|---|---:|---:|---|---:|---|"]
+             "| step | size | wall s | peak GPU MiB | against the CPU | value | ok |",
+             "|---|---|---:|---:|---|---:|---|"]
     for r in rows:
         peak = "-" if r.peak_gpu_mib is None else f"{r.peak_gpu_mib:.0f}"
         lines.append(f"| {r.step} | {r.size} | {r.wall_s:.2f} | {peak} | {r.check} | {r.value:.5f} | "
