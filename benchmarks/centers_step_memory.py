@@ -55,7 +55,8 @@ setup = peak_mib()
 train_centers(learner, torch.from_numpy(V), knn, pseudo, reliable, steps=1, **kw)  # warm-up
 started = time.perf_counter()
 train_centers(learner, torch.from_numpy(V), knn, pseudo, reliable, steps=steps, **kw)
-print(json.dumps({"K": K, "chunk": chunk, "whole": chunk >= K, "seconds_per_step": (time.perf_counter() - started) / steps,
+seconds = (time.perf_counter() - started) / steps
+print(json.dumps({"K": K, "chunk": chunk, "whole": chunk >= K, "seconds_per_step": seconds,
                   "tokens_per_prompt": int(learner.tokens.shape[1]), "setup_peak_mib": setup, "peak_mib": peak_mib(),
                   "threads": torch.get_num_threads()}))
 """

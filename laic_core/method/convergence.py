@@ -98,13 +98,12 @@ class AssignmentStability:
         return self.moved
 
     def reason(self, ran: int, ceiling: int, unit: str = "steps") -> str:
-        """Why training stopped after `ran` of at most `ceiling` steps (or epochs), in words."""
+        """Why training stopped after `ran` of at most `ceiling` steps (or epochs), in one short line."""
         if self.converged:
-            return (f"converged: {self.moved:+.3%} of the monitored fit images moved for good over the last "
-                    f"{2 * self.window} {unit} (< {self.tolerance:.3%}; {self.changed:.2%} changed cluster over "
-                    f"the last {self.window}, back and forth)")
-        last = "not measured" if self.moved is None else (f"{self.moved:+.3%} moved for good over the last "
-                                                          f"{2 * self.window}")
+            return (f"converged: {self.moved:+.3%} of the fit images moved for good over the last "
+                    f"{2 * self.window} {unit} (< {self.tolerance:.3%})")
+        last = "not measured" if self.moved is None else f"{self.moved:+.3%} moved for good over the last " \
+                                                          f"{2 * self.window}"
         return f"ceiling: {ran} of {ceiling} {unit} ({last})"
 
 
