@@ -119,6 +119,14 @@ var LAIC = (function () {
     return store.run.methods.map(function (m) { return [m.name, m.title]; });
   }
 
+  // Both pages: the method shown and the one compared with it (any other method, or none).
+  function fillMethodSelects(s) {
+    fillSelect($("method"), methodOptions(), s.m);
+    fillSelect($("compare"), [["", "(none)"]].concat(methodOptions().filter(function (o) {
+      return o[0] !== s.m;
+    })), s.c);
+  }
+
   function fail(error) {
     var box = el("p", {class: "error", text: "The browser could not show this page: " + error.message});
     document.body.insertBefore(box, document.body.firstChild);
@@ -276,10 +284,7 @@ var LAIC = (function () {
 
     function render() {
       var s = state();
-      fillSelect($("method"), methodOptions(), s.m);
-      fillSelect($("compare"), [["", "(none)"]].concat(methodOptions().filter(function (o) {
-        return o[0] !== s.m;
-      })), s.c);
+      fillMethodSelects(s);
       $("sort").value = s.sort;
       if ($("filter").value !== s.q) $("filter").value = s.q;
       var wanted = [clusters(s.m)];
@@ -362,10 +367,7 @@ var LAIC = (function () {
 
     function render() {
       var s = state();
-      fillSelect($("method"), methodOptions(), s.m);
-      fillSelect($("compare"), [["", "(none)"]].concat(methodOptions().filter(function (o) {
-        return o[0] !== s.m;
-      })), s.c);
+      fillMethodSelects(s);
       $("back").setAttribute("href", "index.html" + hash({m: s.m, c: s.c}));
       var wanted = [clusters(s.m)];
       if (s.c) wanted.push(clusters(s.c));
