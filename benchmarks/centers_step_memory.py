@@ -35,13 +35,7 @@ import numpy as np, torch
 from laic_core.data.models import load_clip
 from laic_core.method.centers import train_centers
 from laic_core.text.prompts import PromptLearner
-
-def peak_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from stages.cost import peak_rss_mib as peak_mib  # VmHWM: this process's own peak
 
 K, chunk, steps, n = (int(a) for a in sys.argv[1:5])
 bundle = load_clip("ViT-B-32", "none", "cpu")  # random weights: a step costs the same with any weights

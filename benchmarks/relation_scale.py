@@ -3,7 +3,7 @@
 Synthetic random unit vectors (d=512 image embeddings, M'=20,000 noun
 embeddings); for every N the pipeline of the relation and neighbors stages
 runs in its own subprocess, so that the peak resident set size
-(``getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that N alone:
+(VmHWM, ``stages.cost.peak_rss_mib``) belongs to that N alone:
 
     relation_matrix(V, T, kind="softmax", topk=choose_topk(N, M', 0))
     normalize_rows(C)
@@ -36,7 +36,9 @@ IMAGENET_N = 1_281_167
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    from stages.cost import peak_rss_mib  # this process's own peak (ru_maxrss would carry the parent's)
+
+    return int(peak_rss_mib() * 2**20)
 
 
 def _cpu_seconds() -> float:

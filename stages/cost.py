@@ -24,6 +24,25 @@ def stage_name() -> str:
     return os.environ.get("DVC_STAGE") or Path(sys.argv[0]).stem or "stage"
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    On Linux VmHWM, the high-water mark of this process's own memory, not
+    ru_maxrss: Linux carries ru_maxrss across fork and exec, so a small stage
+    started by a larger parent (dvc, a benchmark script) would report the
+    parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform.startswith("linux") else peak / 2**20  # KiB on Linux, bytes on macOS
+
+
 class CostMeter:
     """Measures one stage run from construction to `write()`."""
 
@@ -34,14 +53,13 @@ class CostMeter:
         self.cpu = 0.0  # process_time() counts from the process's start
 
     def snapshot(self) -> dict:
-        own = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # DataLoader workers and the like
         scale = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
         out = {
             "stage": stage_name(),
             "wall_seconds": round(time.perf_counter() - self.wall, 3),
             "cpu_seconds": round(time.process_time() - self.cpu + children.ru_utime + children.ru_stime, 3),
-            "peak_rss_mib": round(own.ru_maxrss * scale / 2**20, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
             "peak_rss_children_mib": round(children.ru_maxrss * scale / 2**20, 1),
             "peak_gpu_mib": None,
         }
