@@ -11,11 +11,12 @@ to download, and a forward pass costs the same with any weights). Each stage
 records its wall time, CPU time and peak RSS in metrics/cost/; the table
 gives them with each stage's wall time relative to `embed`'s.
 
-`vocab` is measured on a seeded sample of the WordNet nouns (twice: 20
-nouns for its fixed start-up, then `--vocab-sample`) and projected to the
-full list (start-up + the sample's per-noun rate x every noun). The stages
-after it then read a vocabulary of the full list's size (random unit rows
-with the sample's provenance), so `nouns` and the naming in `centers` cost
+`vocab` is measured on a seeded sample of the WordNet nouns it encodes
+(the excluded ones dropped, one spelling per token row; twice: 20 nouns for
+its fixed start-up, then `--vocab-sample`) and projected to all of them
+(start-up + the sample's per-noun rate x every noun). The stages after it
+then read a vocabulary of that list (random unit rows with the sample's
+provenance), so `nouns` and the naming in `centers` cost
 what they cost on the real list. With random weights the centers train on
 features without structure, so their stop step says little: the table also
 gives the time per step and the cost at the ceiling.
@@ -76,6 +77,19 @@ def noun_sample(workspace: Path, nouns: list[str], n: int, name: str) -> str:
     return str(path)
 
 
+def encoded_nouns(nouns: list[str]) -> list[str]:
+    """The nouns `vocab` encodes with the defaults and ViT-B/32's tokenizer: the excluded ones dropped, then
+    one spelling per token row (CLIP's tokenizer lower-cases: "Turkey" and "turkey" are one noun)."""
+    import open_clip
+
+    from laic_core.text.encode import distinct_token_rows
+    from laic_core.text.vocab import excluded_nouns
+
+    dropped = set(excluded_nouns(nouns))
+    kept = [noun for noun in nouns if noun not in dropped]
+    return [kept[i] for i in distinct_token_rows(open_clip.get_tokenizer("ViT-B-32")(kept))]
+
+
 def run_stage(workspace: Path, stage: str) -> tuple[dict, str]:
     """(metrics/cost/<stage>.json, the stage's stdout) of one stage run in its own process."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
@@ -89,21 +103,20 @@ def run_stage(workspace: Path, stage: str) -> tuple[dict, str]:
     return cost, proc.stdout
 
 
-def full_size_vocabulary(workspace: Path, n_nouns: int) -> None:
-    """Replace the sampled vocabulary by one of the full list's size: random unit rows, the sample's provenance."""
-    from laic_core.artifacts import load_npy, load_parquet_meta, save_npy, save_parquet
-    from laic_core.text.vocab import load_wordnet_nouns
-    from stages import layout
-
+def full_size_vocabulary(workspace: Path, nouns: list[str]) -> None:
+    """Replace the sampled vocabulary by the full list: random unit rows for `nouns`, the sample's provenance."""
     import pandas as pd
+
+    from laic_core.artifacts import load_npy, load_parquet_meta, save_npy, save_parquet
+    from stages import layout
 
     os.chdir(workspace)
     meta = load_parquet_meta(layout.VOCAB_NOUNS)
     dim = load_npy(layout.VOCAB_TEXT).shape[1]
-    rows = np.random.default_rng(0).standard_normal((n_nouns, dim), dtype=np.float32)
+    rows = np.random.default_rng(0).standard_normal((len(nouns), dim), dtype=np.float32)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     save_npy(layout.VOCAB_TEXT, rows)
-    save_parquet(layout.VOCAB_NOUNS, pd.DataFrame({"noun": load_wordnet_nouns()[:n_nouns]}), meta)
+    save_parquet(layout.VOCAB_NOUNS, pd.DataFrame({"noun": nouns}), meta)
 
 
 def centers_steps(stdout: str) -> tuple[int, float] | None:
@@ -124,10 +137,13 @@ def table(costs: dict, n_images: int, vocab: dict, centers: dict | None, root: P
         name = f"vocab (projected, {vocab['nouns']:,} nouns)" if stage == "vocab" else stage
         lines.append(f"| {name} | {wall:.1f} | {c['cpu_seconds']:.1f} | {c['peak_rss_mib'] / 1024:.2f} | "
                      f"{wall / embed:.2f} |")
-    lines += ["", f"vocab: {vocab['startup_seconds']:.1f} s with {STARTUP_NOUNS} nouns (start-up), "
+    after = sum(c["wall_seconds"] for stage, c in costs.items() if stage not in ("validate", "embed", "vocab"))
+    lines += ["", f"Every stage after `embed` but `vocab` together: {after:.0f} s, {after / embed:.2f}x `embed`.",
+              "", f"vocab: {vocab['startup_seconds']:.1f} s with {STARTUP_NOUNS} nouns (start-up), "
                   f"{vocab['sample_seconds']:.1f} s with {vocab['sample']:,} ({vocab['nouns_per_second']:.1f} "
-                  f"nouns/s), so {vocab['projected_seconds'] / 60:.0f} min for all {vocab['nouns']:,} "
-                  "(once per model; the CPU column is the sample's)."]
+                  f"nouns/s), so {vocab['projected_seconds'] / 60:.0f} min for all {vocab['nouns']:,} it encodes "
+                  f"(WordNet's {vocab['wordnet_nouns']:,} less the excluded ones and spellings that tokenize "
+                  "alike; once per model; the CPU column is the sample's)."]
     if centers:
         lines += [f"centers: {centers['steps']} steps in {centers['train_seconds']:.1f} s "
                   f"({centers['seconds_per_step'] * 1000:.0f} ms a step; {centers['stop_reason']}); "
@@ -150,9 +166,10 @@ def main() -> None:
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     root = image_subset(args.root.resolve(), workspace, args.per_class) if args.per_class else args.root.resolve()
-    nouns = load_wordnet_nouns()
+    nouns = encoded_nouns(load_wordnet_nouns())  # sampled and projected: what `vocab` would encode
     costs, outputs = {}, {}
-    vocab = {"nouns": len(nouns), "sample": min(args.vocab_sample, len(nouns))}
+    vocab = {"wordnet_nouns": len(load_wordnet_nouns()), "nouns": len(nouns),
+             "sample": min(args.vocab_sample, len(nouns))}
     for stage in STAGES:
         if stage == "vocab":
             write_params(workspace, root, noun_sample(workspace, nouns, STARTUP_NOUNS, "nouns_startup.txt"))
@@ -166,7 +183,7 @@ def main() -> None:
             vocab["nouns_per_second"] = vocab["sample"] / max(vocab["sample_seconds"] - vocab["startup_seconds"],
                                                                1e-9)
             vocab["projected_seconds"] = vocab["startup_seconds"] + vocab["nouns"] / vocab["nouns_per_second"]
-            full_size_vocabulary(workspace, vocab["nouns"])
+            full_size_vocabulary(workspace, nouns)
     n_images = json.loads((workspace / "data" / "listing" / "dataset.json").read_text()).get("fit", {}).get("images")
     centers = None
     found = centers_steps(outputs["centers"])
