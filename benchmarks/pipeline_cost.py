@@ -130,7 +130,7 @@ def table(costs: dict, n_images: int, vocab: dict, centers: dict | None, root: P
     lines = [f"# Pipeline cost with CLIP ViT-B/32's shapes (random weights) on {root.name}: {n_images:,} images, "
              f"{os.cpu_count()} CPU cores", "",
              "One process per stage, as `dvc repro` runs them; wall, CPU and peak RSS from metrics/cost/. "
-             "vocab: measured on a sample, projected to every WordNet noun (below).", "",
+             "vocab: measured on a sample, projected to every noun it encodes (below).", "",
              "| stage | wall s | CPU s | peak RSS GiB | wall / embed |", "|---|---:|---:|---:|---:|"]
     for stage, c in costs.items():
         wall = vocab["projected_seconds"] if stage == "vocab" else c["wall_seconds"]
