@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--chunks", type=int, nargs="+", default=[128], help="centers.prompt_chunk values")
     parser.add_argument("--whole-up-to", type=int, default=100,
-                        help="also measure one whole pass for K up to this (K = 1000 whole: 5.4 GiB)")
+                        help="also measure one whole pass for K up to this (K = 1000 whole: 5.5 GiB)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     parser.add_argument("--rss-limit-gib", type=float, default=14.0,
                         help="stop a measurement whose RSS passes this (a shared machine must not run out)")

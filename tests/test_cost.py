@@ -16,7 +16,8 @@ BALLAST_MIB = 800
 PARENT = textwrap.dedent(f"""
     import subprocess, sys
     ballast = b"x" * ({BALLAST_MIB} << 20)  # written, so resident
-    child = "import sys; sys.path.insert(0, {str(PROJECT)!r}); from stages.cost import peak_rss_mib; print(peak_rss_mib())"
+    child = ("import sys; sys.path.insert(0, {str(PROJECT)!r}); "
+             "from stages.cost import peak_rss_mib; print(peak_rss_mib())")
     print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.strip())
     print(len(ballast))
 """)
