@@ -129,8 +129,7 @@ def train_scan(
                 raise LaicError(f"scan: the loss became {history[-1]['loss']} in epoch {epoch + 1}; lower scan.lr")
             if stop.tolerance > 0:
                 stop.check(epoch + 1, _head_clusters(model, watched))
-            history[-1].update({k: np.nan if v is None else v for k, v in (("changed", stop.changed),
-                                                                            ("moved", stop.moved))})
+            history[-1].update(stop.shares())
             if stop.converged:
                 break
     best = lowest_loss_head(model, X_t, knn_t.to(device), settings.entropy_weight, seed=seed)

@@ -158,8 +158,7 @@ def train_tac(
                 raise LaicError(f"tac: the loss became {history[-1]['loss']} in epoch {epoch + 1}")
             if stop.tolerance > 0:
                 stop.check(epoch + 1, predict(head_img, watched)[0])
-            history[-1].update({k: np.nan if v is None else v for k, v in (("changed", stop.changed),
-                                                                            ("moved", stop.moved))})
+            history[-1].update(stop.shares())
             if stop.converged:
                 break
     finally:

@@ -262,8 +262,7 @@ def _nearest(V: torch.Tensor, centers: torch.Tensor) -> np.ndarray:
 
 
 def _history_row(step: int, sums: dict, count: int, monitor: AssignmentStability) -> dict:
-    shares = {k: float("nan") if v is None else v for k, v in (("changed", monitor.changed), ("moved", monitor.moved))}
-    return {"step": step, **{k: v / count for k, v in sums.items()}, **shares}
+    return {"step": step, **{k: v / count for k, v in sums.items()}, **monitor.shares()}
 
 
 def steps_for(steps: int, epochs: int, n_fit: int, batch_size: int) -> int:

@@ -97,6 +97,11 @@ class AssignmentStability:
             self.converged = self._started and self.moved < self.tolerance
         return self.moved
 
+    def shares(self) -> dict[str, float]:
+        """{"changed": c1, "moved": moved} for a history row, NaN where not measured yet."""
+        return {key: float("nan") if value is None else value
+                for key, value in (("changed", self.changed), ("moved", self.moved))}
+
     def reason(self, ran: int, ceiling: int, unit: str = "steps") -> str:
         """Why training stopped after `ran` of at most `ceiling` steps (or epochs), in one short line."""
         if self.converged:

@@ -14,6 +14,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from laic_core.errors import LaicError
+from laic_core.validation import bool_mask
 
 
 def _check_scores(scores, noun_names: Sequence[str], what: str) -> np.ndarray:
@@ -24,13 +25,6 @@ def _check_scores(scores, noun_names: Sequence[str], what: str) -> np.ndarray:
     if scores.shape[1] == 0:
         raise LaicError("there are no selected nouns; no noun can be chosen")
     return scores
-
-
-def _check_mask(mask, n: int, what: str) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != (n,):
-        raise LaicError(f"{what} must be a ({n},) bool mask, one entry per noun; got {mask.dtype} {mask.shape}")
-    return mask
 
 
 def cluster_init_nouns(scores, noun_names: Sequence[str], *, distinct: bool = True) -> list[str]:
@@ -93,13 +87,13 @@ def name_clusters(
                         f"and one row per vocabulary noun ({len(vocab_nouns)})")
     means = _check_scores(member_scores, selected_nouns, "member_scores")
     if nameable is not None:
-        keep = np.flatnonzero(_check_mask(nameable, len(vocab_nouns), "nameable"))
+        keep = np.flatnonzero(bool_mask(nameable, len(vocab_nouns), "nameable"))
         if keep.size == 0:
             raise LaicError("no vocabulary noun may name a cluster (all are proper nouns?); "
                             "set centers.name_proper_nouns: true or use a larger vocabulary")
         T, vocab_nouns = T[torch.from_numpy(keep)], [vocab_nouns[i] for i in keep]
     if selected_nameable is not None:  # a noun that may not name a cluster is never listed first
-        mask = _check_mask(selected_nameable, len(selected_nouns), "selected_nameable")
+        mask = bool_mask(selected_nameable, len(selected_nouns), "selected_nameable")
         means = np.where(mask[None, :], means, -np.inf)
         top_sel_allowed = int(mask.sum())
     else:
