@@ -166,9 +166,10 @@ def main() -> None:
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     root = image_subset(args.root.resolve(), workspace, args.per_class) if args.per_class else args.root.resolve()
-    nouns = encoded_nouns(load_wordnet_nouns())  # sampled and projected: what `vocab` would encode
+    wordnet = load_wordnet_nouns()
+    nouns = encoded_nouns(wordnet)  # sampled and projected: what `vocab` would encode
     costs, outputs = {}, {}
-    vocab = {"wordnet_nouns": len(load_wordnet_nouns()), "nouns": len(nouns),
+    vocab = {"wordnet_nouns": len(wordnet), "nouns": len(nouns),
              "sample": min(args.vocab_sample, len(nouns))}
     for stage in STAGES:
         if stage == "vocab":

@@ -10,7 +10,6 @@ finished chunks and computes only the missing ones.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from laic_core.errors import LaicError
+from laic_core.errors import NO_SPACE_ERRNOS, LaicError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -58,7 +57,7 @@ def ensure_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
 def _out_of_space(exc: OSError, folder: Path, size: int | None) -> bool:
     """Whether a write failed for want of space: ENOSPC or a quota, or numpy's short write
     ("2048 requested and 992 written", without an errno) with less free than the write needed."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno in NO_SPACE_ERRNOS:
         return True
     return exc.errno is None and free_bytes(folder) < (size if size is not None else 2**20)
 

@@ -1,6 +1,9 @@
 """The one exception type users see, and how its messages name many things."""
 
+import errno
+
 MAX_LISTED = 20  # names quoted in one message; the rest are counted
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # a write failed for want of space: a full disk or quota
 
 
 class LaicError(ValueError):

@@ -39,8 +39,12 @@ def peak_rss_mib() -> float:
                     return int(line.split()[1]) / 1024  # kB
     except (OSError, ValueError, IndexError):
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform.startswith("linux") else peak / 2**20  # KiB on Linux, bytes on macOS
+    return _maxrss_mib(resource.getrusage(resource.RUSAGE_SELF))
+
+
+def _maxrss_mib(usage) -> float:
+    scale = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
+    return usage.ru_maxrss * scale / 2**20
 
 
 class CostMeter:
@@ -54,13 +58,12 @@ class CostMeter:
 
     def snapshot(self) -> dict:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # DataLoader workers and the like
-        scale = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
         out = {
             "stage": stage_name(),
             "wall_seconds": round(time.perf_counter() - self.wall, 3),
             "cpu_seconds": round(time.process_time() - self.cpu + children.ru_utime + children.ru_stime, 3),
             "peak_rss_mib": round(peak_rss_mib(), 1),
-            "peak_rss_children_mib": round(children.ru_maxrss * scale / 2**20, 1),
+            "peak_rss_children_mib": round(_maxrss_mib(children), 1),
             "peak_gpu_mib": None,
         }
         torch = sys.modules.get("torch")

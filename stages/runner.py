@@ -15,7 +15,6 @@ ignored.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import sys
@@ -24,7 +23,7 @@ import time
 
 import typer
 
-from laic_core.errors import LaicError
+from laic_core.errors import NO_SPACE_ERRNOS, LaicError
 
 # Processes that may stand between dvc and the stage (dvc runs `$SHELL -c cmd`;
 # some shells exec the command, others wait for it).
@@ -210,7 +209,7 @@ def run(app: typer.Typer, *, record_cost: bool = True) -> None:
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in NO_SPACE_ERRNOS:
             raise
         # Written outside laic's own atomic writes (which name the file and the size needed).
         where = f" while writing {exc.filename}" if exc.filename else ""

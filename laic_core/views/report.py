@@ -381,6 +381,3 @@ def render_report(
     if cost:
         parts.append("## Cost of the last run of each stage\n\n" + cost_table(cost))
     return "\n\n".join(parts) + "\n"
-
-
-# ------------------------------------------------------------------ many datasets
