@@ -9,6 +9,7 @@ caller can fail with the file's name or skip it. The dataset registry
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -26,7 +27,8 @@ from laic_core.errors import LaicError, name_some
 _UNDECODED_FORMATS = {"MPEG"}
 
 
-def _readable_extensions() -> tuple[str, ...]:
+@functools.cache  # asked once, when a folder is first listed: not at import (Pillow's plugins, Ghostscript)
+def readable_extensions() -> tuple[str, ...]:
     """Every file extension the installed Pillow decodes (lower case, with the dot).
 
     Asked of Pillow rather than listed by hand: a fixed list left out the
@@ -51,9 +53,6 @@ def _has_ghostscript() -> bool:
     from PIL import EpsImagePlugin
 
     return bool(EpsImagePlugin.has_ghostscript())
-
-
-IMAGE_EXTENSIONS = _readable_extensions()
 
 
 def upright(img: Image.Image) -> Image.Image:
@@ -210,7 +209,7 @@ def is_hidden(path: Path) -> bool:
 
 
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(path)
+    return path.suffix.lower() in readable_extensions() and not is_hidden(path)
 
 
 def tidy_path(path: str | Path) -> Path:
