@@ -96,14 +96,14 @@ def model_identity(name: str, pretrained: str, cache: str | Path | None = None) 
     return ident
 
 
-def _key(ident: dict) -> tuple:
+def model_key(ident: dict) -> tuple:
     """Two identities are one model when these agree (paths may differ, contents may not)."""
     weights = ident.get("checkpoint_sha256") or ident.get("pretrained")
     return (ident.get("config_sha256") or ident.get("name"), "none" if weights in ("", None) else weights)
 
 
 def same_model(a: dict, b: dict) -> bool:
-    return _key(a) == _key(b)
+    return model_key(a) == model_key(b)
 
 
 def describe(ident: dict) -> str:

@@ -31,6 +31,7 @@ from laic_core.method.neighbors import agreeing_neighbours_needed
 from laic_core.method.relation import cluster_mean_relations
 from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.text.prompts import PromptLearner
+from laic_core.text.wordnet import proper_nouns
 from laic_core.validation import load_embeddings
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
@@ -102,8 +103,7 @@ def load_inputs(n_clusters: int, neighbors) -> dict:
 
     vocab_table = load_parquet(layout.VOCAB_NOUNS)
     vocab_nouns = [str(n) for n in vocab_table["noun"]]
-    # made before proper nouns were flagged: none is flagged
-    proper = vocab_table["proper"].to_numpy(bool) if "proper" in vocab_table else np.zeros(len(vocab_nouns), bool)
+    proper = np.array(proper_nouns(vocab_nouns), bool)
     vocab_text = load_embeddings(layout.VOCAB_TEXT, dim=d, mmap=True)
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "

@@ -144,7 +144,7 @@ STAGES: dict[str, StageIO] = {
     "embed": StageIO(inputs=(LISTINGS["dataset"], LISTINGS["model"]),
                      outputs=_both(features, features_meta) + (EMBED_METRICS,)),
     "vocab": StageIO(inputs=(LISTINGS["vocab"], LISTINGS["model"]), outputs=(VOCAB_NOUNS, VOCAB_TEXT),
-                     extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/wordnet_flags.tsv.gz")),
+                     extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/excluded_words.tsv.gz")),
     "nouns": StageIO(inputs=(features("fit"), features_meta("fit"), VOCAB_NOUNS, VOCAB_TEXT),
                      outputs=(SELECTED_NOUNS, SELECTED_TEXT)),
     "relation": StageIO(inputs=_both(features, features_meta) + (SELECTED_NOUNS, SELECTED_TEXT),
@@ -156,7 +156,8 @@ STAGES: dict[str, StageIO] = {
                            SELECTED_NOUNS, SELECTED_TEXT, VOCAB_NOUNS, VOCAB_TEXT, RELATION_SPEC, KNN, RELIABLE,
                            PSEUDO, LISTINGS["model"]),
                        outputs=(PROMPTS, CENTER_VECTORS, NAMES, CENTERS_HISTORY, CENTERS_METRICS)
-                       + tuple(assignments("centers", r) for r in ROLES)),
+                       + tuple(assignments("centers", r) for r in ROLES),
+                       extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/wordnet_flags.tsv.gz")),
     "tac": StageIO(inputs=_both(features, features_meta) + (SELECTED_NOUNS, SELECTED_TEXT, IMAGE_KNN),
                    outputs=(TAC_HISTORY,) + tuple(assignments("tac", r) for r in ROLES)),
     "scan": StageIO(inputs=_both(features, features_meta) + (IMAGE_KNN,),

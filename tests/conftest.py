@@ -7,11 +7,18 @@ text tower built from a config JSON with random weights.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# Tests never read or fill the user's embedding cache (~/.cache/laic); the ones about it set their own.
+# An environment variable, so the stages that tests start as processes (dvc repro) see it too.
+os.environ["LAIC_CACHE_DIR"] = "off"
+PROJECT = Path(__file__).resolve().parents[1]
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 32,
@@ -82,3 +89,38 @@ def make_image_tree(root: Path, classes: int = 3, per_class: int = 4, size: int 
 @pytest.fixture
 def image_tree(tmp_path) -> Path:
     return make_image_tree(tmp_path / "images")
+
+
+# ------------------------------------------------------------ tests write only under their tmp paths
+
+
+def _checkout_state() -> set[str] | None:
+    """`git status --porcelain --ignored` of the checkout, less Python's and pytest's own caches
+    (bytecode and .pytest_cache, which any run of Python or pytest makes); None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=PROJECT,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return {line for line in out.stdout.splitlines()
+            if "__pycache__/" not in line and ".pytest_cache/" not in line and not line.endswith(".pyc")}
+
+
+def pytest_sessionstart(session):
+    session.config._laic_checkout = _checkout_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_laic_checkout", None)
+    after = _checkout_state()
+    if before is None or after is None or after == before:
+        return
+    added, removed = sorted(after - before), sorted(before - after)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = ("tests changed the checkout (they must write only under their tmp paths): "
+               + "; ".join([f"new {line}" for line in added] + [f"gone {line}" for line in removed])[:2000])
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

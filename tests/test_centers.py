@@ -331,7 +331,9 @@ def test_chunked_prompt_pass_gives_the_same_loss_and_gradients(tiny_bundle):
                                pseudo=pseudo, reliable=reliable)
         loss.backward()
         results.append((loss.item(), learner.ctx.grad.clone()))
-    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    # float32 sums in another order differ in their last bits, by CPU (AVX2, AVX-512, ARM): a relative
+    # tolerance of 1e-5 is about 80 float32 ulps, far below any real difference between the two passes.
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
     assert results[0][1].abs().max() > 0
     scale = results[0][1].abs().max().item()  # float32 sums in another order: rounding relative to it
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5 * scale)
@@ -354,10 +356,10 @@ def test_assign_probabilities_and_blocks():
     np.testing.assert_array_equal(labels, (V @ W.T).argmax(axis=1))
     small_labels, small_probs = assign(V, W, 0.5, block_size=3)
     np.testing.assert_array_equal(small_labels, labels)
-    np.testing.assert_allclose(small_probs, probs, atol=1e-7)
+    np.testing.assert_allclose(small_probs, probs, atol=1e-6)  # float32 rounding, by CPU
     top_labels, confidence = assign_labels(V, W, 0.5, block_size=4)
     np.testing.assert_array_equal(top_labels, labels)
-    np.testing.assert_allclose(confidence, probs.max(axis=1), atol=1e-7)
+    np.testing.assert_allclose(confidence, probs.max(axis=1), atol=1e-6)
     with pytest.raises(LaicError, match="same d"):
         assign(V, W[:, :5], 0.5)
 

@@ -180,7 +180,7 @@ def test_topk_keeps_exactly_the_largest_entries(VT, kind):
     assert C.has_sorted_indices and all(np.all(np.diff(C.indices[C.indptr[i]:C.indptr[i + 1]]) > 0)
                                         for i in range(C.shape[0]))
     rows = np.repeat(np.arange(C.shape[0]), topk)
-    np.testing.assert_allclose(C.data, dense[rows, C.indices], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(C.data, dense[rows, C.indices], rtol=1e-5, atol=1e-6)
     key = np.abs(dense) if kind == "ridge" else dense
     kept = np.zeros(dense.shape, bool)
     kept[rows, C.indices] = True
@@ -211,7 +211,7 @@ def test_results_do_not_depend_on_block_size(VT, kind):
             else:
                 reference_dense = reference
             # tau = 0.005 magnifies float32 rounding of v.t (which depends on the block shape) 200x
-            np.testing.assert_allclose(other, reference_dense, rtol=1e-4, atol=1e-7)
+            np.testing.assert_allclose(other, reference_dense, rtol=1e-4, atol=1e-6)
 
 
 def test_tac_text_features_match_the_direct_formula(VT):
@@ -240,9 +240,9 @@ def test_normalize_rows_dense_and_sparse_agree_and_keep_zero_rows():
     norms = np.linalg.norm(dense, axis=1)
     np.testing.assert_allclose(norms[[0, 1, 3, 4, 5]], 1.0, atol=1e-6)
     assert norms[2] == 0
-    np.testing.assert_allclose(sparse.toarray(), dense, atol=1e-7)
+    np.testing.assert_allclose(sparse.toarray(), dense, atol=1e-6)
     np.testing.assert_allclose(dense, C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-30),
-                               atol=1e-7)
+                               atol=1e-6)
     assert C[0].sum() != 0 and np.linalg.norm(C[0]) != 1  # the input is not modified
 
 

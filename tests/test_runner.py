@@ -134,10 +134,11 @@ def test_stage_stops_when_its_parent_died_while_it_was_starting(tmp_path):
     assert "stopped: the process that started this stage (dvc)" in Path(err).read_text()
 
 
-def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch):
+def test_only_a_stage_run_by_dvc_is_tied_to_its_parent(monkeypatch, tmp_path):
     """Run by hand (no DVC_STAGE), a stage keeps the default SIGTERM handling, so nohup works."""
     from stages import runner
 
+    monkeypatch.chdir(tmp_path)  # the run records its cost in metrics/cost/ of the working folder
     monkeypatch.setattr(sys, "argv", ["stage"])
     called = []
     monkeypatch.setattr(runner, "exit_with_parent", lambda: called.append(True))

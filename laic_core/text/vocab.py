@@ -5,12 +5,13 @@ The vocabulary is either the WordNet 3.0 noun list shipped in
 ``scripts/make_wordnet_nouns.py``) or a user's text file with one noun per line.
 Which nouns matter for a dataset is `laic_core.method.noun_filter`'s business.
 
-Some nouns must never name a cluster: `EXCLUDED_FLAGS` of
-``wordnet_flags.tsv.gz`` (slurs, obscenities, words for wrongdoers and bad
-persons, flagged from WordNet itself by the same script) are dropped from
-every vocabulary by default, with a user's own list on top
-(`excluded_nouns`); WordNet's proper nouns (people, places) stay in the
-vocabulary but do not name clusters unless asked (`proper_nouns`).
+Some nouns must never be shown to a person: `excluded_nouns` drops, from
+every vocabulary by default, the words of ``excluded_words.tsv.gz`` (WordNet's
+slurs, obscenities and words for wrongdoers and bad persons, better-profanity's
+word list and our reviewed additions, merged by
+``scripts/make_wordnet_nouns.py``), with a user's own list on top. What may
+*name* a cluster among the nouns kept (not proper nouns, taxonomic names or
+rare words, by default) is `laic_core.text.wordnet`'s business.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
+import re
+import unicodedata
 from pathlib import Path
 from typing import Sequence
 
@@ -39,13 +42,11 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 # `load_vocabulary` reads this name as the shipped list, never as a file name.
 WORDNET_SOURCE = "wordnet"
 NO_EXCLUDE_FILE = "none"  # vocab.exclude: no list of the user's own
+USER_LIST_REASON = "your list (vocab.exclude)"
 _WORDNET_RESOURCE = "wordnet_nouns.txt.gz"
-_FLAGS_RESOURCE = "wordnet_flags.tsv.gz"
-# Flags of the default exclusion: WordNet's usage domains for disparagement, ethnic slurs and
-# obscenity (its obscenity domain is "obscenity, smut, vulgarism, filth, dirty word"), and the
-# hyponyms of wrongdoer.n.01 and bad_person.n.01.
-EXCLUDED_FLAGS = frozenset({"disparagement", "ethnic slur", "obscenity", "wrongdoer", "bad person"})
-PROPER_FLAG = "proper"  # a WordNet instance: a person, a place, a work
+_EXCLUDED_RESOURCE = "excluded_words.tsv.gz"
+_SEPARATORS = re.compile(r"[\s\-_'\u2019.]+")
+_WORD_SPLIT = re.compile(r"[\s\-_/]+")
 
 
 # ---------------------------------------------------------------- vocabularies
@@ -67,39 +68,103 @@ def load_wordnet_nouns() -> list[str]:
     return list(_wordnet_nouns())
 
 
-@functools.lru_cache(maxsize=1)
-def wordnet_flags() -> dict[str, frozenset[str]]:
-    """Shipped flags, keyed by the noun casefolded: {noun: {"disparagement", "proper", ...}}.
+# ------------------------------------------------------------------- exclusion
 
-    Casefolded because the text encoders users run lower-case their input (CLIP's
-    tokenizer does), so "Paedophile" in a user's list is the flagged word too.
+
+def spelling_key(word: str) -> str:
+    """The spelling a word is matched by: NFKC, casefolded, without spaces, hyphens, _, ' and '.'.
+
+    "Arse-hole", "arse hole" and "arsehole" share one key; so do "Mother Fucker"
+    and "motherfucker".
     """
-    resource = importlib.resources.files("laic_core.text") / _FLAGS_RESOURCE
-    flags: dict[str, set[str]] = {}
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", word).casefold())
+
+
+@functools.lru_cache(maxsize=1)
+def excluded_word_table() -> dict[str, tuple[str, frozenset[str]]]:
+    """The shipped exclusion: {spelling key: (match, reasons)}.
+
+    match "noun": a noun whose whole spelling (or its plural) is the word;
+    "word": also a noun that has it as one of its words ("dog shit"). Reasons
+    name the source: "WordNet: obscenity", "better-profanity", "reviewed: disability".
+    """
+    resource = importlib.resources.files("laic_core.text") / _EXCLUDED_RESOURCE
+    table = {}
     with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
         for line in text.read().splitlines():
-            noun, _, names = line.partition("\t")
-            flags.setdefault(noun.casefold(), set()).update(names.split(","))
-    return {noun: frozenset(names) for noun, names in flags.items()}
+            key, match, reasons = line.split("\t")
+            table[key] = (match, frozenset(reasons.split(",")))
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _wordnet_keys() -> frozenset[str]:
+    return frozenset(spelling_key(noun) for noun in _wordnet_nouns())
+
+
+def _spellings(key: str) -> tuple[str, ...]:
+    """A key and, when WordNet has no noun of that spelling, its singulars: "whores" -> whores, whore.
+
+    WordNet's own nouns are never read as plurals ("lens" is not "len"s, "glasses" not "glass"es).
+    """
+    out = [key]
+    if len(key) > 3 and key.endswith("s") and key not in _wordnet_keys():
+        out.append(key[:-1])
+        if len(key) > 4 and key.endswith("es"):
+            out.append(key[:-2])
+    return tuple(out)
+
+
+def exclusion_reasons(noun: str, table: dict | None = None) -> frozenset[str]:
+    """Why `noun` is excluded (the reasons of every listed word it matches); empty when it is not.
+
+    table: {key: (match, reasons)}, by default `excluded_word_table()`.
+    """
+    table = excluded_word_table() if table is None else table
+    reasons: set[str] = set()
+    for key in _spellings(spelling_key(noun)):
+        if key in table:
+            reasons |= table[key][1]
+    words = [w for w in _WORD_SPLIT.split(noun) if w]
+    if len(words) > 1:
+        for word in words:
+            for key in _spellings(spelling_key(word)):
+                if key in table and table[key][0] == "word":
+                    reasons |= table[key][1]
+    return frozenset(reasons)
+
+
+def exclusion(nouns: Sequence[str], *, offensive: bool = True, extra: Sequence[str] = ()
+              ) -> dict[str, frozenset[str]]:
+    """{noun: its reasons} for the nouns of `nouns` to drop, in their order.
+
+    offensive: drop the nouns that match `excluded_word_table()`; extra: a
+    user's own list (e.g. `read_noun_file(vocab.exclude)`), matched by the same
+    spelling key (case, spaces and hyphens do not count), whole nouns only.
+    """
+    more = {spelling_key(noun) for noun in extra}
+    out = {}
+    for noun in nouns:
+        reasons = set(exclusion_reasons(noun)) if offensive else set()
+        if spelling_key(noun) in more:
+            reasons.add(USER_LIST_REASON)
+        if reasons:
+            out[noun] = frozenset(reasons)
+    return out
 
 
 def excluded_nouns(nouns: Sequence[str], *, offensive: bool = True, extra: Sequence[str] = ()) -> list[str]:
-    """The nouns of `nouns` to drop from the vocabulary, in their order.
-
-    offensive: drop the nouns flagged with any of `EXCLUDED_FLAGS`; extra: a
-    user's own list (e.g. `read_noun_file(vocab.exclude)`). Matching is
-    case-insensitive.
-    """
-    flags = wordnet_flags() if offensive else {}
-    more = {noun.casefold() for noun in extra}
-    return [noun for noun in nouns
-            if noun.casefold() in more or flags.get(noun.casefold(), frozenset()) & EXCLUDED_FLAGS]
+    """The nouns of `nouns` to drop from the vocabulary, in their order (see `exclusion`)."""
+    return list(exclusion(nouns, offensive=offensive, extra=extra))
 
 
-def proper_nouns(nouns: Sequence[str]) -> list[bool]:
-    """Per noun: True when WordNet knows it as a proper noun (an instance: a person, a place)."""
-    flags = wordnet_flags()
-    return [PROPER_FLAG in flags.get(noun.casefold(), frozenset()) for noun in nouns]
+def exclusion_counts(excluded: dict[str, frozenset[str]]) -> dict[str, int]:
+    """{reason: how many of the excluded nouns it holds}, most first; a noun may have several reasons."""
+    counts: dict[str, int] = {}
+    for reasons in excluded.values():
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def read_noun_file(path: str | Path) -> list[str]:
