@@ -487,6 +487,6 @@ def test_every_benchmark_is_documented():
     comment = _params_dataset_name_comment()
     missing = [n for n in BENCHMARKS if not re.search(rf"\b{re.escape(n)}\b", comment)]
     assert not missing, f"params.yaml: add {', '.join(missing)} to the comment of dataset.name"
-    readme = (PROJECT / "README.md").read_text()
-    missing = [n for n in BENCHMARKS if f"`{n}`" not in readme]
-    assert not missing, f"README.md: name {', '.join(missing)} (in backticks) in the benchmarks paragraph"
+    page = (PROJECT / "docs" / "your-images.md").read_text()
+    missing = [n for n in BENCHMARKS if f"`{n}`" not in page]
+    assert not missing, f"docs/your-images.md: name {', '.join(missing)} (in backticks) in the benchmarks paragraph"

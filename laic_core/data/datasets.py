@@ -5,7 +5,7 @@ each entry says its K, its fit/eval splits, the splits it has, its folder
 under a raw-data root and how it is read. `load_split` dispatches on it and
 the many-dataset table (stages/table.py) builds its settings from it, so a
 new benchmark is one `register_benchmark(...)` here, plus its name in
-README.md and in params.yaml's `dataset.name` comment (a test checks both).
+docs/your-images.md and in params.yaml's `dataset.name` comment (a test checks both).
 
 The splits themselves (`ImageSplit`, `FileSplit`) and the reading of image
 files live in `laic_core.data.images`.
@@ -428,7 +428,7 @@ BENCHMARKS: dict[str, Benchmark] = {}
 
 
 def register_benchmark(bench: Benchmark) -> Benchmark:
-    """Add a benchmark; adding a dataset is one call here (plus README.md and params.yaml's comment,
+    """Add a benchmark; adding a dataset is one call here (plus docs/your-images.md and params.yaml's comment,
     which tests/test_datasets.py checks)."""
     if bench.name in BENCHMARKS:
         raise ValueError(f"benchmark {bench.name!r} is registered twice")  # a bug here, not user input

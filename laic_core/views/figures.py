@@ -64,7 +64,7 @@ def use_fallback_fonts() -> None:
 @contextlib.contextmanager
 def quiet_missing_glyphs() -> Iterator[None]:
     """Without a CJK font such glyphs are drawn as boxes; matplotlib's warning for every one of
-    them, on every figure, said nothing more (the README says which font to install)."""
+    them, on every figure, said nothing more (docs/troubleshooting.md says which font to install)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
         yield
