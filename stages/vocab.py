@@ -17,7 +17,6 @@ import pandas as pd
 
 from laic_core.text import encoding_cache
 from laic_core.artifacts import ChunkedArray, fingerprint, save_parquet
-from laic_core.data import models as data_models
 from laic_core.data.models import load_clip
 from laic_core.text.encoding_cache import source_digest
 from laic_core.errors import name_some
@@ -73,8 +72,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     meta = {"source": params.vocab.source, "templates": templates, "model": params.model.name,
             "excluded": len(dropped), "excluded_by_reason": counts}
     cache_key = None if params.model.pretrained in ("none", "") else fingerprint({
-        **description, "model": model_key(ident),
-        "code": source_digest(text_encode, text_tower, prefix_cache, data_models)})
+        **description, "model": model_key(ident), "version": encoding_cache.ENCODING_VERSION,
+        "code": source_digest(text_encode, text_tower, prefix_cache)})
     cached = cache_key and encoding_cache.lookup("vocab", cache_key, len(nouns))
     if cached:
         print(f"vocab: {len(nouns)} nouns x {len(templates)} templates: reused the encoding made earlier for this "

@@ -5,8 +5,9 @@ CPU, and DVC reruns a stage whenever one of its code files changes, so an
 upgrade of laic, or a second project (`laic init` on another folder), would pay
 that hour again for the same numbers. A finished `vocab` array is therefore
 kept here under a key made of the model's identity (by content), the nouns,
-the templates, the dtype and the source of the code that encodes them; a
-run whose key matches copies (or hard-links) the array instead of encoding.
+the templates, the dtype, the source of the modules that encode them and
+`ENCODING_VERSION`; a run whose key matches copies (or hard-links) the array
+instead of encoding.
 
 Where: ``$LAIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/laic``, else
 ``~/.cache/laic``; ``LAIC_CACHE_DIR=off`` turns it off. Random-weight models
@@ -26,6 +27,10 @@ import numpy as np
 from laic_core.artifacts import atomic_path
 
 ENV = "LAIC_CACHE_DIR"
+# Part of every key, with the source of the modules that encode (text/encode, tower, prefix_cache):
+# bump it when the rows of an encoding change for a reason the key does not see (how a model is
+# loaded or put in eval mode, the dtype policy), so that no stale encoding is reused.
+ENCODING_VERSION = 1
 OFF = ("off", "none", "0", "false")
 KEEP = 8  # entries kept per kind; older ones (by last use) are removed
 
