@@ -40,6 +40,23 @@ def looks_like_path(value: str) -> bool:
     return value.endswith(".json") or "/" in value or "\\" in value
 
 
+HF_CONFIG_NAME = "open_clip_config.json"  # what a Hugging Face download of an open_clip model holds
+
+
+def model_config_file(name: str) -> Path:
+    """The model-config JSON that `model.name` points at: the file itself, or a folder's open_clip_config.json."""
+    path = Path(name)
+    if path.is_dir():
+        if not (path / HF_CONFIG_NAME).is_file():
+            raise LaicError(f"model.name: the folder {path} holds no {HF_CONFIG_NAME}; point model.name at an "
+                            f"open_clip model-config JSON, or at a folder holding {HF_CONFIG_NAME} "
+                            "(a Hugging Face download of an open_clip model)")
+        return path / HF_CONFIG_NAME
+    if not path.is_file():
+        raise LaicError(f"model.name: config file {name} does not exist")
+    return path
+
+
 def _read_cache(cache: Path) -> dict:
     try:
         entries = json.loads(cache.read_text())
@@ -85,9 +102,7 @@ def model_identity(name: str, pretrained: str, cache: str | Path | None = None) 
     """
     ident: dict[str, Any] = {"name": name, "pretrained": pretrained}
     if looks_like_path(name):
-        if not Path(name).is_file():
-            raise LaicError(f"model.name: config file {name} does not exist")
-        ident["config_sha256"] = file_sha256(name, cache)
+        ident["config_sha256"] = file_sha256(model_config_file(name), cache)
     if pretrained not in ("none", ""):
         if Path(pretrained).is_file():
             ident["checkpoint_sha256"] = file_sha256(pretrained, cache)

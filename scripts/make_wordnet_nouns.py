@@ -312,7 +312,8 @@ def build(wordnet_dir: Path, profanity_list: Path, additions: Path = ADDITIONS) 
     # Glosses for the nouns that may name a cluster (proper nouns and taxonomic names never do by default).
     shown = [noun for noun in nouns if not is_excluded(noun, table)
              and not flags.get(noun, set()) & {"proper", "taxonomic"}]
-    gloss = {noun: text for noun, text in glosses(wordnet_dir, shown).items() if not shows_an_excluded_word(text, table)}
+    gloss = {noun: text for noun, text in glosses(wordnet_dir, shown).items()
+             if not shows_an_excluded_word(text, table)}
     return {
         NOUNS_NAME: "".join(noun + "\n" for noun in nouns),
         EXCLUDED_NAME: "".join(f"{key}\t{table[key][0]}\t{','.join(sorted(table[key][1]))}\n"

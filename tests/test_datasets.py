@@ -84,10 +84,21 @@ def test_manifest_without_path_column(tmp_path):
 def test_torchvision_errors_name_the_parameter(tmp_path):
     with pytest.raises(LaicError, match=r"split 'val' does not exist for cifar10.*train, test"):
         load_split("torchvision", "cifar10", tmp_path, "val")
-    with pytest.raises(LaicError, match=r"cifar10 \(test\) not found in .*dataset.download: true"):
+    with pytest.raises(LaicError, match=r"cifar10 \(test\) not found in .*dataset.download: true") as error:
         load_split("torchvision", "cifar10", tmp_path, "test", download=False)
+    # the layout to put there by hand, on a machine without network access
+    assert f"{tmp_path}/cifar-10-batches-py/ holding data_batch_1" in str(error.value)
+    assert "cifar-10-python.tar.gz unpacked into" in str(error.value)
     with pytest.raises(LaicError, match=r"dataset.kind: 'folder' is not one of"):
         load_split("folder", "", tmp_path, "all")
+
+
+def test_every_downloaded_benchmark_says_what_its_root_holds():
+    from laic_core.data.datasets import BENCHMARKS
+
+    for bench in BENCHMARKS.values():
+        if bench.downloaded:
+            assert bench.layout.startswith("<root>/"), bench.name
 
 
 def test_imagenet10_needs_its_class_folders(tmp_path):

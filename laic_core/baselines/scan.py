@@ -107,7 +107,7 @@ def train_scan(
     watched = X_t[torch.from_numpy(monitor_rows(n, seed)).to(device)]
     if stop.tolerance > 0:
         stop.check(0, _head_clusters(model, watched))
-    with progress_bar(settings.epochs * steps_per_epoch, "scan", unit="step", enabled=progress) as bar:
+    with progress_bar(settings.epochs * steps_per_epoch, "scan", unit="step", enabled=progress, ceiling=True) as bar:
         for epoch in range(settings.epochs):
             order = torch.randperm(n, generator=gen)
             sums = {"loss": 0.0, "consistency": 0.0, "entropy": 0.0}

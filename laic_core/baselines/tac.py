@@ -130,7 +130,7 @@ def train_tac(
     watched = np.ascontiguousarray(V[monitor_rows(n, seed)])
     if stop.tolerance > 0:
         stop.check(0, predict(head_img, watched)[0])
-    bar = progress_bar(settings.epochs * steps_per_epoch, "tac", unit="step", enabled=progress)
+    bar = progress_bar(settings.epochs * steps_per_epoch, "tac", unit="step", enabled=progress, ceiling=True)
     try:
         for epoch in range(settings.epochs):
             head_txt.train(), head_img.train()

@@ -134,14 +134,15 @@ def _torchvision_split(bench: "Benchmark", root: Path, split: str, download: boo
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted..."
         hint = (
             "the download failed; check the network, or download it elsewhere and place it in "
-            f"dataset.root ({root})" if download else
-            f"set dataset.download: true, or place the {name} files in dataset.root ({root})"
+            f"dataset.root ({root}) as {_layout(bench, root)}" if download else
+            f"set dataset.download: true, or place the {name} files in dataset.root ({root}) as "
+            f"{_layout(bench, root)}"
         )
         raise LaicError(f"dataset {name} ({split}) not found in {root}: {hint} [{exc}]") from exc
     except OSError as exc:  # network errors during download
         raise LaicError(
             f"dataset {name}: could not download into {root} ({exc}); without network access, "
-            f"download it elsewhere and place it in dataset.root"
+            f"download it elsewhere and place it in dataset.root as {_layout(bench, root)}"
         ) from exc
     labels = _targets(ds)
     classes = list(getattr(ds, "classes", None) or []) or None
@@ -152,6 +153,13 @@ def _torchvision_split(bench: "Benchmark", root: Path, split: str, download: boo
     if classes is not None:
         classes = [c.replace("_", " ") for c in classes]
     return TorchvisionSplit(name, split, ds, labels, classes)
+
+
+def _layout(bench: "Benchmark", root: Path) -> str:
+    """What torchvision expects under the root: the benchmark's `layout`, rooted at `root`."""
+    if not bench.layout:
+        return "torchvision downloads it (its dataset class's folder inside dataset.root)"
+    return bench.layout.replace("<root>", str(root))
 
 
 def _imagenet_split(bench: "Benchmark", root: Path, split: str, download: bool) -> ImageSplit:
@@ -407,6 +415,7 @@ class Benchmark:
     label_map: np.ndarray | None = field(default=None, compare=False)  # dataset label -> benchmark label
     class_names: tuple[str, ...] | None = None  # fixed class names (else the dataset's own)
     description: str = ""
+    layout: str = ""  # torchvision: what dataset.root holds once downloaded (for the not-found message)
 
     @property
     def downloaded(self) -> bool:
@@ -455,30 +464,52 @@ def get_benchmark(name: str) -> Benchmark:
 # (ImageNet and its subsets: on val). ImageNet-10/-Dogs are class lists over
 # one local ImageNet tree; UCF-101 is the middle frame of each video of split 1.
 _TRAIN_TEST = ("train", "test")
+# What torchvision finds in dataset.root once it has downloaded a benchmark (no network: put it there).
+_ARCHIVE = "<root>/{folder}/ holding {files} (the archive {url} unpacked into <root>)"
+_CIFAR100_LAYOUT = _ARCHIVE.format(folder="cifar-100-python", files="train, test, meta",
+                                   url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
 register_benchmark(Benchmark("cifar10", 10, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR10"),
-                             description="CIFAR-10"))
+                             description="CIFAR-10",
+                             layout=_ARCHIVE.format(
+                                 folder="cifar-10-batches-py",
+                                 files="data_batch_1 ... data_batch_5, test_batch, batches.meta",
+                                 url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")))
 register_benchmark(Benchmark("cifar20", 20, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR100"),
                              label_map=CIFAR100_TO_20, class_names=tuple(CIFAR20_CLASSES),
-                             description="CIFAR-100 with the standard 20 super-classes"))
+                             description="CIFAR-100 with the standard 20 super-classes", layout=_CIFAR100_LAYOUT))
 register_benchmark(Benchmark("stl10", 10, _TRAIN_TEST, "torchvision", make=_split_kw("STL10"),
-                             description="STL-10"))
+                             description="STL-10",
+                             layout=_ARCHIVE.format(
+                                 folder="stl10_binary",
+                                 files="train_X.bin, train_y.bin, test_X.bin, test_y.bin, class_names.txt",
+                                 url="http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz")))
 register_benchmark(Benchmark("imagenet10", 10, None, "imagenet", "train", "val", folder="imagenet",
                              wnids=tuple(IMAGENET10_WNIDS), description="ImageNet-10, over a local ImageNet"))
 register_benchmark(Benchmark("imagenet_dogs", 15, None, "imagenet", "train", "val", folder="imagenet",
                              wnids=tuple(IMAGENET_DOGS_WNIDS),
                              description="ImageNet-Dogs, over a local ImageNet"))
 register_benchmark(Benchmark("dtd", 47, ("train", "val", "test"), "torchvision", make=_split_kw("DTD"),
-                             description="Describable Textures"))
+                             description="Describable Textures",
+                             layout="<root>/dtd/dtd/ holding images/ and labels/ (the archive https://www."
+                                    "robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz unpacked into "
+                                    "<root>/dtd)"))
 register_benchmark(Benchmark("ucf101", 101, ("train", "test", "val"), "ucf101",  # val: TAC's name for test
                              description="UCF-101 middle frames, split 1, from a local root"))
 register_benchmark(Benchmark("cifar100", 100, _TRAIN_TEST, "torchvision", make=_cifar("CIFAR100"),
-                             description="CIFAR-100"))
+                             description="CIFAR-100", layout=_CIFAR100_LAYOUT))
 register_benchmark(Benchmark("food101", 101, _TRAIN_TEST, "torchvision", make=_split_kw("Food101"),
-                             description="Food-101"))
+                             description="Food-101",
+                             layout=_ARCHIVE.format(folder="food-101", files="images/, meta/",
+                                                    url="http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz")))
 register_benchmark(Benchmark("flowers102", 102, ("train", "val", "test"), "torchvision",
-                             make=_split_kw("Flowers102"), description="Oxford Flowers-102"))
+                             make=_split_kw("Flowers102"), description="Oxford Flowers-102",
+                             layout="<root>/flowers-102/ holding jpg/, imagelabels.mat and setid.mat "
+                                    "(from https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)"))
 register_benchmark(Benchmark("pets", 37, ("trainval", "test"), "torchvision", "trainval", "test",
-                             make=_split_kw("OxfordIIITPet"), description="Oxford-IIIT Pets"))
+                             make=_split_kw("OxfordIIITPet"), description="Oxford-IIIT Pets",
+                             layout="<root>/oxford-iiit-pet/ holding images/ and annotations/ (images.tar.gz "
+                                    "and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/ "
+                                    "unpacked there)"))
 register_benchmark(Benchmark("imagenet", 1000, None, "imagenet", "train", "val", folder="imagenet",
                              description="ImageNet-1K, from a local root"))
 

@@ -203,7 +203,7 @@ def train_centers(
     since = ran = 0
     watching = stop_tolerance > 0
     learner.train()
-    with progress_bar(steps, "centers", unit="step", enabled=progress) as bar, _threads_for(learner):
+    with progress_bar(steps, "centers", unit="step", enabled=progress, ceiling=True) as bar, _threads_for(learner):
         try:
             for step in range(steps):
                 centers = learner()  # the K prompts after `step` updates, once per step
