@@ -133,11 +133,86 @@ def save_csv(path: str | Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def load_npy(path: str | Path, *, mmap: bool = False) -> np.ndarray:
+# ------------------------------------------------------------------ reading, and damaged files
+
+# Artifact path -> the stage that writes it. The stages fill it (stages/inputs.py, from
+# stages/layout.py); the library knows no stage, so a path it lacks gets the generic fix.
+_PRODUCERS: dict[str, str] = {}
+
+
+def register_producers(producers: dict[str | Path, str]) -> None:
+    """Say which stage writes which artifact (or folder of artifacts), for the fix a damaged file names."""
+    _PRODUCERS.update({Path(path).as_posix(): stage for path, stage in producers.items()})
+
+
+def producer(path: str | Path) -> str | None:
+    """The stage that writes `path` (or the folder it lies in), when registered."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return None
+    for candidate in (path, *path.parents):
+        if candidate.as_posix() in _PRODUCERS:
+            return _PRODUCERS[candidate.as_posix()]
+    return None
+
+
+def rerun_hint(path: str | Path) -> str:
+    stage = producer(path)
+    return f"`dvc repro -f {stage}`" if stage else "`dvc repro -f <the stage that writes it>`"
+
+
+def damaged(path: str | Path, exc: BaseException) -> LaicError:
+    """The one line for an artifact that exists but cannot be read (truncated, overwritten, a damaged DVC
+    cache object): the file, what the reader said, and the stage to rerun."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = reason.split(". ")[0].rstrip(".")  # the libraries' first sentence says it; the rest is advice
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return LaicError(f"{path}: damaged or incomplete ({reason}); rerun the stage that writes it: "
+                     f"{rerun_hint(path)}")
+
+
+def _read(path: str | Path, reader, errors: tuple[type[BaseException], ...] = ()):
+    """reader(path) for an artifact: missing -> "run the stage"; unreadable -> `damaged`."""
+    import pickle
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
-    return np.load(path, mmap_mode="r" if mmap else None)
+    try:
+        return reader(path)
+    except PermissionError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile, pa.ArrowException,
+            UnicodeDecodeError, *errors) as exc:
+        raise damaged(path, exc) from exc
+
+
+def load_npy(path: str | Path, *, mmap: bool = False) -> np.ndarray:
+    """The array saved by `save_npy`; a damaged file is one LaicError naming the stage to rerun."""
+    def read(p: Path) -> np.ndarray:
+        array = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if not isinstance(array, np.ndarray):
+            raise ValueError("not a single .npy array")
+        return array
+
+    return _read(path, read)
+
+
+def load_torch(path: str | Path) -> Any:
+    """What `save_torch` saved (tensors and plain data only: weights_only)."""
+    import torch
+
+    return _read(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), (RuntimeError,))
+
+
+def load_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV artifact (written by `save_csv`)."""
+    return _read(path, pd.read_csv, (pd.errors.ParserError, pd.errors.EmptyDataError))
 
 
 def save_parquet(path: str | Path, table: pd.DataFrame, meta: dict[str, Any] | None = None) -> None:
@@ -152,16 +227,16 @@ def save_parquet(path: str | Path, table: pd.DataFrame, meta: dict[str, Any] | N
 
 
 def load_parquet(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
-    return pd.read_parquet(path)
+    return _read(path, pd.read_parquet)
 
 
 def load_parquet_meta(path: str | Path) -> dict[str, Any]:
     """The `meta` dict stored by `save_parquet` ({} when none)."""
-    raw = (pq.read_schema(path).metadata or {}).get(b"laic")
-    return json.loads(raw) if raw else {}
+    def read(p: Path) -> dict[str, Any]:
+        raw = (pq.read_schema(p).metadata or {}).get(b"laic")
+        return json.loads(raw) if raw else {}
+
+    return _read(path, read)
 
 
 def save_json(path: str | Path, obj: Any) -> None:
@@ -170,10 +245,7 @@ def save_json(path: str | Path, obj: Any) -> None:
 
 
 def load_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
-    return json.loads(path.read_text())
+    return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
 
 
 def fingerprint(obj: Any) -> str:
@@ -338,10 +410,12 @@ def load_matrix(path: str | Path) -> Any:
     """The dense ndarray or scipy.sparse CSR matrix saved by `save_matrix`."""
     import scipy.sparse as sp
 
-    path = Path(path)
-    if not path.is_file():
-        raise LaicError(f"{path}: missing; run the stage that produces it (`dvc repro`)")
-    with np.load(path, allow_pickle=False) as data:
-        if "dense" in data.files:
-            return data["dense"]
-    return sp.load_npz(path).tocsr()
+    def read(p: Path) -> Any:
+        with np.load(p, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("not an .npz archive")
+            if "dense" in data.files:
+                return data["dense"]
+        return sp.load_npz(p).tocsr()
+
+    return _read(path, read)

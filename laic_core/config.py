@@ -35,6 +35,9 @@ class DatasetParams:
     eval_split: str = "test"
     num_clusters: int = 10
     download: bool = True
+    # What the listing (stage validate) trusts to see that an image changed: "stat" its path, size
+    # and modification time; "content" the sha256 of its bytes (laic_core.data.datasets.dataset_listing).
+    listing: Literal["stat", "content"] = "stat"
 
 
 @dataclass(frozen=True)
@@ -392,15 +395,45 @@ def _expand_home(params: Params) -> Params:
     )
 
 
+def repeated_keys(node: yaml.Node | None, where: str = "") -> list[str]:
+    """'dataset.root (lines 5 and 9)' for every key a YAML mapping (at any depth) gives twice.
+
+    PyYAML keeps the last value of a repeated key without a word, while DVC refuses such a
+    params file: a stage run by hand would silently use a value `dvc repro` never accepted.
+    """
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = f"{where}.{key_node.value}" if where else key_node.value
+            line = key_node.start_mark.line + 1
+            if key_node.value in first:
+                found.append(f"{name} (lines {first[key_node.value]} and {line})")
+            else:
+                first[key_node.value] = line
+            found += repeated_keys(value_node, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found += repeated_keys(item, where)
+    return found
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
     if not path.is_file():
         raise LaicError(f"{path}: parameters file not found; run from the project root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        repeated = repeated_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise LaicError(f"{path}: not valid YAML ({exc})") from exc
+    if repeated:
+        raise LaicError(f"{path} gives {len(repeated)} key(s) twice, and only the last would count (`dvc repro` "
+                        f"refuses the file): {'; '.join(repeated)}; keep one of each")
     if raw is not None and not isinstance(raw, dict):
         raise LaicError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
     return params_from_dict(raw, str(path))

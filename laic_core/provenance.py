@@ -75,23 +75,66 @@ def file_sha256(path: str | Path, cache: str | Path | None = None) -> str:
     hit = entries.get(key)
     if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
         return hit["sha256"]
+    hexdigest = _sha256_of(str(path))
+    if cache:
+        entries[key] = {"stamp": stamp, "sha256": hexdigest}
+        _write_cache(Path(cache), entries)
+    return hexdigest
+
+
+def _write_cache(cache: Path, entries: dict) -> None:
+    from laic_core.artifacts import save_json
+
+    try:
+        save_json(cache, entries)
+        ignore = cache.parent / ".gitignore"
+        if not ignore.exists():  # a cache, never to be committed, in whatever repo it lands
+            ignore.write_text("# laic's cache of file digests\n*\n")
+    except OSError:  # a read-only project still works, only slower
+        pass
+
+
+def _sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    hexdigest = digest.hexdigest()
-    if cache:
-        from laic_core.artifacts import save_json
+    return digest.hexdigest()
 
-        entries[key] = {"stamp": stamp, "sha256": hexdigest}
+
+def file_digests(paths: Sequence[str | Path], cache: str | Path | None = None) -> list[str | None]:
+    """sha256 of each file's bytes (None for one that cannot be read: a broken link, say).
+
+    For many files (a `dataset.listing: content` of a photo folder): the cache is read and
+    written once, and a digest is reused while the file's size, modification time, change
+    time and inode are all unchanged. The change time (ctime) is the one no tool can set
+    back: a file rewritten in place with its size and mtime kept still gets a new one.
+    """
+    entries = _read_cache(Path(cache)) if cache else {}
+    out: list[str | None] = []
+    fresh = 0
+    for p in map(str, paths):
         try:
-            save_json(cache, entries)
-            ignore = Path(cache).parent / ".gitignore"
-            if not ignore.exists():  # a cache, never to be committed, in whatever repo it lands
-                ignore.write_text("# laic's cache of file digests\n*\n")
-        except OSError:  # a read-only project still works, only slower
-            pass
-    return hexdigest
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+            continue
+        key = os.path.abspath(p)
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        hit = entries.get(key)
+        if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
+            out.append(hit["sha256"])
+            continue
+        try:
+            out.append(_sha256_of(p))
+        except OSError:
+            out.append(None)
+            continue
+        entries[key] = {"stamp": stamp, "sha256": out[-1]}
+        fresh += 1
+    if cache and fresh:
+        _write_cache(Path(cache), entries)
+    return out
 
 
 def model_identity(name: str, pretrained: str, cache: str | Path | None = None) -> dict[str, Any]:
@@ -109,6 +152,61 @@ def model_identity(name: str, pretrained: str, cache: str | Path | None = None) 
         elif looks_like_path(pretrained) or pretrained.endswith(CHECKPOINT_SUFFIXES):
             raise LaicError(f"model.pretrained: checkpoint file {pretrained} does not exist")
     return ident
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the file `path` cannot be a complete checkpoint (None when it may be one), without loading it.
+
+    Cheap: a zip archive (PyTorch's format since 1.6, TorchScript, .npz) must end in its
+    directory, a safetensors file must be as long as its header says; a pickle (PyTorch's
+    old format) or .npy file is taken as it is. torch's own errors for a cut-short or
+    wrong file ("[Errno 22] Invalid argument", "weights_only ... file an issue") name
+    neither the file nor the problem.
+    """
+    import struct
+    import zipfile
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        if not zipfile.is_zipfile(path):
+            return f"a zip archive of {size} bytes whose end is missing: cut short, by a download or a copy?"
+        return None
+    if head.startswith((b"\x80", b"\x93NUMPY")):
+        return None
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights: fetch them with `git lfs pull`"
+    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then the JSON header
+        header_len = struct.unpack("<Q", head[:8])[0]
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(8)
+                header = json.loads(fh.read(header_len))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, OverflowError):
+            return "a safetensors file whose header cannot be read: cut short or damaged?"
+        expected = 8 + header_len + end
+        if size < expected:
+            return f"a safetensors file of {size} bytes whose header promises {expected}: cut short?"
+        return None
+    text = head.decode("utf-8", "replace").split("\n")[0].strip()
+    return (f"neither a PyTorch checkpoint (a zip or pickle file) nor safetensors; it begins "
+            f"{text[:40]!r}" if text.isprintable() and text else
+            "neither a PyTorch checkpoint (a zip or pickle file) nor safetensors")
+
+
+def check_checkpoint(pretrained: str) -> None:
+    """A LaicError naming `model.pretrained` when it is a local file that is not a complete checkpoint."""
+    if pretrained in ("none", "") or not Path(pretrained).is_file():
+        return
+    problem = checkpoint_problem(pretrained)
+    if problem:
+        raise LaicError(f"model.pretrained: {pretrained} is not a complete checkpoint ({problem}); download it "
+                        "again, or point model.pretrained at a complete checkpoint file (or 'none')")
 
 
 def model_key(ident: dict) -> tuple:

@@ -92,6 +92,10 @@ def main(
         raise LaicError(f"--seeds {seeds}: give at least 2; stability compares the seeds' clusterings")
     if max_rows < 0 or n_init < 1:
         raise LaicError("--max-rows must be >= 0 (0 = all) and --n-init >= 1")
+    if 0 < max_rows <= max(k_values):
+        raise LaicError(f"--max-rows {max_rows}: every K tried needs more images than clusters, and --ks {ks} goes "
+                        f"up to K={max(k_values)}; give --max-rows {max(k_values) + 1} or more (0 = all fit images), "
+                        "or smaller --ks")
     settings = RepresentationSettings(representation=representation)  # validates the name first
     missing = [str(p) for p in _inputs(representation) if not p.is_file()]
     if missing:

@@ -20,9 +20,10 @@ import pandas as pd
 import torch
 
 from laic_core.artifacts import ChunkedArray, ensure_free_space, fingerprint, save_json, save_parquet
-from laic_core.data.datasets import ImageSplit, load_dataset
+from laic_core.data.datasets import ImageSplit, dataset_split_listing, load_dataset
 from laic_core.data.encode import encode_images, image_embedding_dim
 from laic_core.data.models import ClipBundle, compute_dtype, load_clip
+from laic_core.errors import LaicError, name_some
 from laic_core.method.temperature import model_logit_scale
 from laic_core.provenance import dataset_settings, model_identity, record
 from stages import layout
@@ -87,15 +88,29 @@ def embed_split(bundle, split: ImageSplit, role: str, params, engine: Engine | N
     keep = chunks.finite_rows()
     sources = split.sources()
     skipped = [sources[i] for i in np.flatnonzero(~keep)]
+    if not keep.any():  # nothing to cluster: stop here, not in the next stage on an empty array
+        raise LaicError(f"{role}: none of the {len(split)} images of {split.name} could be read (embed.on_error: "
+                        f"skip skipped every one: {name_some(skipped, 5)}); fix or replace these files, or point "
+                        "dataset.root at your images")
+    if role == "fit" and keep.sum() < params.dataset.num_clusters:
+        raise LaicError(f"fit: only {int(keep.sum())} of the {len(split)} images of {split.name} could be read, "
+                        f"fewer than dataset.num_clusters: {params.dataset.num_clusters} (every cluster needs an "
+                        f"image; skipped: {name_some(skipped, 5)}); fix these files or lower dataset.num_clusters")
     table = pd.DataFrame({
         "row": np.arange(int(keep.sum()), dtype=np.int64),
         "source": [s for s, k in zip(sources, keep) if k],
     })
     if split.labels is not None:
         table["label"] = split.labels[keep]
+    ds = params.dataset
     meta = {
         "dataset": split.name,
-        "dataset_settings": dataset_settings(params.dataset, role),
+        "dataset_settings": dataset_settings(ds, role),
+        # What validate lists of these images now: a stage run by hand compares it with the folder
+        # as it is then (stages/guards.py), as `dvc repro` compares data/listing/dataset.json.
+        "listing": dataset_split_listing(ds.kind, ds.name, ds.root, ds.fit_split if role == "fit" else ds.eval_split,
+                                         download=False, listing=ds.listing, cache=layout.IMAGE_HASH_CACHE,
+                                         found=split),
         "model": params.model.name,
         "pretrained": params.model.pretrained,
         "class_names": split.class_names,

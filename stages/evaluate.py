@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from laic_core.artifacts import (
-    atomic_path, load_json, load_matrix, load_npy, load_parquet, load_parquet_meta, save_csv, save_json,
+    atomic_path, load_csv, load_json, load_matrix, load_npy, load_parquet, load_parquet_meta, save_csv, save_json,
     save_parquet,
 )
 from laic_core.errors import LaicError
@@ -135,7 +135,7 @@ def _knn_options(params) -> dict[str, dict]:
 def _history_figure(path: Path):
     if not path.is_file():
         return figures.message_figure(f"no training history ({path} is missing)", "Training")
-    history = pd.read_csv(path)
+    history = load_csv(path)
     if history.empty:
         return figures.message_figure("the training history is empty", "Training")
     x = next((c for c in ("step", "epoch") if c in history.columns), None)

@@ -5,8 +5,11 @@
 
 The check (`laic_core.provenance.check_against_params`) refuses artifacts made
 by another model than the one params.yaml names now, and features of other
-images than its dataset settings choose (`check_dataset`), naming the stale
-file and `dvc repro`; temperatures set to `auto` resolve against the logit
+images than its dataset settings choose (`check_dataset`) or than the folder
+holds now, when a stage is run by hand (`stages.guards`), naming the stale
+file and `dvc repro`; a local checkpoint that is not complete is refused before
+torch reads it, and a relative path missing from a DVC experiment's copy of
+the project is named as such (`stages.guards`); temperatures set to `auto` resolve against the logit
 scale those artifacts record (`laic_core.method.temperature`).
 """
 
@@ -18,13 +21,18 @@ from typing import Any, Sequence
 
 import typer
 
+from laic_core.artifacts import register_producers
 from laic_core.config import Params, load_params
 from laic_core.method.temperature import resolve_temperature
-from laic_core.provenance import check_against_params, check_dataset
+from laic_core.provenance import check_against_params, check_checkpoint, check_dataset
 from stages import layout
+from stages.guards import check_experiment_copy, check_images_unchanged
 
 # Every stage's `--params` option: the parameters file, params.yaml unless told.
 PARAMS_OPTION = typer.Option("params.yaml", "--params", help="parameters file")
+
+# A damaged artifact (a truncated DVC cache object, a file cut short) names the stage to rerun.
+register_producers({path: stage for stage, io in layout.STAGES.items() for path in io.outputs})
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,14 @@ def open_stage(params_file: str | Path, checked: Sequence[str | Path] = ()) -> S
     """params.yaml, validated, and the provenance of `checked` artifacts, checked against its model
     (and the features among them against its dataset settings)."""
     params = load_params(params_file)
+    check_experiment_copy(params, params_file)
+    check_checkpoint(params.model.pretrained)  # before any stage hands it to torch
     provenance = (check_against_params(checked, params.model, params_file, layout.HASH_CACHE)
                   if checked else {})
     for role in layout.ROLES:
         if layout.features_meta(role) in map(Path, checked):
             check_dataset(layout.features_meta(role), role, params.dataset, params_file)
+            check_images_unchanged(layout.features_meta(role), role, params.dataset)
     return StageContext(params, provenance)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 DATA = Path("data")
 LISTING = DATA / "listing"  # what DVC cannot see: image files, noun file, model files (stage validate)
 HASH_CACHE = DATA / ".cache" / "sha256.json"  # digests of model and noun files; a cache, not an artifact
+IMAGE_HASH_CACHE = DATA / ".cache" / "images_sha256.json"  # image digests of `dataset.listing: content`
 FEATURES = DATA / "features"
 VOCAB = DATA / "vocab"
 NOUNS = DATA / "nouns"

@@ -2,7 +2,7 @@
 
     python -m stages.predict FOLDER --out predictions.csv [--params params.yaml] [--on-error skip]
 
-Embeds every image under FOLDER with the model in params, assigns it to the
+FOLDER may also be one image file. Embeds every image under FOLDER with the model in params, assigns it to the
 nearest learned center (data/centers/centers.npy, at the temperature it was trained with)
 and writes a CSV with the columns of data/evaluate/assignments.csv for ours: row, source,
 ours, ours_name, ours_confidence, and `ours_corrected` when clusters.yaml corrects the clusters
@@ -17,14 +17,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 
-from laic_core.artifacts import ChunkedArray, load_json, save_csv
-from laic_core.data.datasets import load_split
+from laic_core.artifacts import ChunkedArray, load_json, load_npy, load_torch, save_csv
+from laic_core.data.datasets import images_at
 from laic_core.data.encode import check_on_error, encode_images, image_embedding_dim
 from laic_core.data.models import load_clip
-from laic_core.errors import LaicError
+from laic_core.errors import LaicError, name_some
 from laic_core.method.centers import assign_labels
 from laic_core.provenance import describe, model_identity, same_model
 from laic_core.scoring.corrections import (
@@ -45,7 +44,7 @@ def load_learned(params, params_file: Path) -> tuple[np.ndarray, list[str], floa
         if not path.is_file():
             raise LaicError(f"{path}: missing; the clusters have not been learned yet. "
                             "Run the pipeline first (`dvc repro`), then predict")
-    saved = torch.load(layout.PROMPTS, map_location="cpu", weights_only=True)
+    saved = load_torch(layout.PROMPTS)
     was = saved.get("model", {})
     now = model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE)
     if not isinstance(was, dict) or not same_model(was, now):
@@ -53,7 +52,7 @@ def load_learned(params, params_file: Path) -> tuple[np.ndarray, list[str], floa
             f"{layout.PROMPTS}: the centers were learned with {describe(was if isinstance(was, dict) else {})} but "
             f"params now say {describe(now)}; run `dvc repro` to relearn them, or restore the model settings"
         )
-    centers = np.load(layout.CENTER_VECTORS)
+    centers = load_npy(layout.CENTER_VECTORS)
     names = load_json(layout.NAMES)
     if centers.ndim != 2 or len(names) != centers.shape[0]:
         raise LaicError(f"{layout.CENTER_VECTORS} and {layout.NAMES} disagree on the number of clusters; rerun `dvc repro`")
@@ -68,14 +67,13 @@ def load_learned(params, params_file: Path) -> tuple[np.ndarray, list[str], floa
 
 @app.command()
 def main(
-    folder: Path = typer.Argument(..., help="folder of images (searched recursively)"),
+    folder: Path = typer.Argument(..., help="folder of images (searched recursively), or one image file"),
     out: Path = typer.Option(..., "--out", help="CSV to write: row, source, ours, ours_name, ours_confidence"),
     params_file: Path = PARAMS_OPTION,
     on_error: str = typer.Option("fail", "--on-error", help="fail | skip unreadable images"),
 ) -> None:
     check_on_error(on_error, "--on-error")
-    if not folder.is_dir():
-        raise LaicError(f"{folder}: no such folder of images")
+    split = images_at(folder)  # found now, not after the model is loaded
     if out.is_dir():  # found now, not after embedding every image
         raise LaicError(f"--out {out}: is a folder; give the CSV file to write, e.g. --out {out / 'predictions.csv'}")
     params = open_stage(params_file).params
@@ -85,7 +83,6 @@ def main(
     fix = parse_corrections(raw, str(layout.CORRECTIONS), lines).get("ours")
     if fix:
         check_corrections({"ours": fix}, {"ours": len(names)}, str(layout.CORRECTIONS))
-    split = load_split("imagefolder", "", folder, "all")
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)
     if dim != centers.shape[1]:
@@ -97,6 +94,9 @@ def main(
                       num_workers=params.embed.num_workers, on_error=on_error, desc="predict",
                       skip_hint="rerun with --on-error skip")
         keep = chunks.finite_rows()
+        if not keep.any():
+            raise LaicError(f"{folder}: none of its {len(split)} image(s) could be read (--on-error skip skipped "
+                            f"every one: {name_some(split.sources(), 5)}); nothing written to {out}")
         features = np.array(chunks.finalize(np.float32, keep=keep))
     labels, confidence = assign_labels(features, centers, tau)
     sources = [s for s, k in zip(split.sources(), keep) if k]

@@ -23,7 +23,7 @@ import time
 
 import typer
 
-from laic_core.errors import NO_SPACE_ERRNOS, LaicError
+from laic_core.errors import NO_SPACE_ERRNOS, LaicError, printable
 
 # Processes that may stand between dvc and the stage (dvc runs `$SHELL -c cmd`;
 # some shells exec the command, others wait for it).
@@ -189,6 +189,10 @@ def run(app: typer.Typer, *, record_cost: bool = True) -> None:
     from stages.cost import CostMeter
 
     meter = CostMeter()
+    # A file name that is not UTF-8 printed whole (a path with its undecodable bytes) must not
+    # turn into a UnicodeEncodeError traceback; stderr already writes such characters escaped.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         _in_run = True
         handle_interrupts()  # set already by `import stages` for a stage command
@@ -203,7 +207,7 @@ def run(app: typer.Typer, *, record_cost: bool = True) -> None:
                 meter.write()
             raise
     except LaicError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)

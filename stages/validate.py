@@ -7,7 +7,8 @@ does not look inside an image folder or manifest, a noun file or a local
 model file. This stage always runs (`always_changed` in dvc.yaml): it
 validates every setting (one error lists every bad key) and writes
 
-    data/listing/dataset.json  per split: image count, digest of paths, sizes, mtimes, labels
+    data/listing/dataset.json  per split: image count, digest of paths, sizes, mtimes (or contents:
+                               dataset.listing), labels
     data/listing/vocab.json    the noun file's digest (vocab.source)
     data/listing/model.json    the model's identity (digests of a local config and checkpoint)
 
@@ -39,7 +40,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     validate_templates(params.vocab.templates)
     ds = params.dataset
     listings = {
-        "dataset": dataset_listing(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download),
+        "dataset": dataset_listing(ds.kind, ds.name, ds.root, ds.fit_split, ds.eval_split, download=ds.download,
+                                   listing=ds.listing, cache=layout.IMAGE_HASH_CACHE),
         "vocab": vocab_listing(params.vocab.source, layout.HASH_CACHE, params.vocab.exclude),
         "model": model_identity(params.model.name, params.model.pretrained, layout.HASH_CACHE),
     }

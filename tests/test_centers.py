@@ -545,6 +545,39 @@ def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
     assert not Path("pred_bad.csv").exists()
     Path("clusters.yaml").unlink()
 
+    # One image file is predicted alone; a folder without images is named as the folder given (predict
+    # reads neither dataset.root nor a split), as is a file that is not an image.
+    predict(Path("images/class_1/img_2.png"), Path("pred_one.csv"), Path("params.yaml"), "fail")
+    one = pd.read_csv("pred_one.csv")
+    assert one["source"].tolist() == ["images/class_1/img_2.png"] and one["ours"].tolist() == [by_source[
+        "images/class_1/img_2.png"]]
+    Path("empty").mkdir()
+    with pytest.raises(LaicError, match=r"^empty: no images found \(no file with an extension the installed Pillow "
+                                        r"reads\); give a folder that holds images, or an image file$"):
+        predict(Path("empty"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    (project / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(LaicError, match=r"^empty: no images found \(.*; ignored 1 other file\(s\)\); give a folder"):
+        predict(Path("empty"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    with pytest.raises(LaicError, match=r"^empty/notes.txt: not an image file \(its extension .txt is not a format "
+                                        r"the installed Pillow reads\); give an image file or a folder of images$"):
+        predict(Path("empty/notes.txt"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    assert not Path("pred_bad.csv").exists()
+    # A file name that is not UTF-8 (b"caf\xe9.png") is written with its byte as \xe9.
+    import os
+
+    os.rename("images/class_1/img_2.png", b"images/class_1/caf\xe9.png")
+    predict(Path("images"), Path("pred_latin1.csv"), Path("params.yaml"), "fail")
+    assert "images/class_1/caf\\xe9.png" in pd.read_csv("pred_latin1.csv")["source"].tolist()
+    os.rename(b"images/class_1/caf\xe9.png", "images/class_1/img_2.png")
+
+    # names.json cut short (a truncated DVC cache object, a full disk in a copy): one line, the stage to rerun.
+    whole = Path("data/centers/names.json").read_bytes()
+    Path("data/centers/names.json").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(LaicError, match=r"^data/centers/names.json: damaged or incomplete \(.*\); rerun the stage "
+                                        r"that writes it: `dvc repro -f centers`$"):
+        predict(Path("images"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    Path("data/centers/names.json").write_bytes(whole)
+
     # An unreadable file: the fix named is predict's own option, not embed's setting.
     (project / "images" / "class_0" / "zero.png").write_bytes(b"")
     with pytest.raises(LaicError, match=r"(?s)cannot read 1 image.*zero.png.*--on-error skip") as err:
@@ -580,7 +613,8 @@ def test_predict_before_centers_exist(tmp_path, monkeypatch, tiny_config):
 
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, tiny_config)
-    with pytest.raises(LaicError, match="images: no such folder"):
+    with pytest.raises(LaicError, match="^images: no such folder or image file; give a folder of images or one "
+                                        "image file$"):
         predict(Path("images"), Path("pred.csv"), Path("params.yaml"), "fail")
     make_image_tree(tmp_path / "images", classes=1, per_class=1)
     with pytest.raises(LaicError, match=r"centers.npy: missing.*dvc repro"):

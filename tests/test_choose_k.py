@@ -319,3 +319,14 @@ def test_command_refuses_features_of_other_images_than_params_choose(project):
         "data/features/fit.parquet holds the features of other images (dataset.root: photos) than params.yaml "
         "now chooses (dataset.root: photos_2024); run `dvc repro embed` to embed these, or restore the "
         "dataset settings")
+
+
+def test_command_checks_max_rows_against_the_largest_k(project):
+    """The probe: `--max-rows 1` said "there are 1; try K < 1", a bound on K for a mistake in --max-rows."""
+    result = invoke("--ks", "2-8", "--max-rows", "1", "--out", "out")
+    assert isinstance(result.exception, LaicError)
+    assert str(result.exception) == ("--max-rows 1: every K tried needs more images than clusters, and --ks 2-8 goes "
+                                     "up to K=8; give --max-rows 9 or more (0 = all fit images), or smaller --ks")
+    assert not Path("out").exists()
+    result = invoke("--ks", "2-8", "--max-rows", "9", "--seeds", "2", "--out", "out")
+    assert result.exit_code == 0, result.output

@@ -107,3 +107,26 @@ def test_a_temperature_too_small_to_compute_with_is_refused_by_validate():
     with pytest.raises(LaicError, match=r"relation.tau: 1e-40 must be 'auto' or a number >= 1e-30"):
         params_from_dict({"relation": {"kind": "softmax", "tau": 1.0e-40}})
     assert params_from_dict({"relation": {"tau": 1e-30}}).relation.tau == 1e-30
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    """The probe: `dvc repro` refuses a params.yaml with a key twice, but validate said "valid" and
+    the stages silently took the last value."""
+    text = (PROJECT / "params.yaml").read_text()
+    text = text.replace("  num_clusters: 10\n", "  num_clusters: 10\n  root: elsewhere\n  num_clusters: 12\n", 1)
+    text += "seed: 3\n"
+    (tmp_path / "params.yaml").write_text(text)
+    lines = text.splitlines()
+    at = {key: [i + 1 for i, line in enumerate(lines) if line.split("#")[0].rstrip().startswith(key)]
+          for key in ("  root:", "  num_clusters:", "seed:")}
+    with pytest.raises(LaicError) as err:
+        load_params(tmp_path / "params.yaml")
+    assert str(err.value) == (
+        f"{tmp_path / 'params.yaml'} gives 3 key(s) twice, and only the last would count (`dvc repro` refuses the "
+        f"file): dataset.root (lines {at['  root:'][0]} and {at['  root:'][1]}); dataset.num_clusters (lines "
+        f"{at['  num_clusters:'][0]} and {at['  num_clusters:'][1]}); seed (lines {at['seed:'][0]} and "
+        f"{at['seed:'][1]}); keep one of each")
+    # The same key in two sections, and YAML merge keys, are not repeats.
+    (tmp_path / "params.yaml").write_text("base: &b {tau: auto}\nnouns: {tau: auto}\nrelation:\n  <<: *b\n  tau: auto\n")
+    with pytest.raises(LaicError, match="base: must be a section|base: unknown key"):
+        load_params(tmp_path / "params.yaml")  # (refused for the unknown section, not for a repeat)

@@ -501,3 +501,51 @@ def test_every_benchmark_is_documented():
     page = (PROJECT / "docs" / "your-images.md").read_text()
     missing = [n for n in BENCHMARKS if f"`{n}`" not in page]
     assert not missing, f"docs/your-images.md: name {', '.join(missing)} (in backticks) in the benchmarks paragraph"
+
+
+def test_minus_one_in_a_manifest_means_no_label(tmp_path):
+    """The probe: -1 for "unknown" became a class (scored, and zero-shot used "-1" as a class name)."""
+    make_image_tree(tmp_path / "images", classes=2, per_class=2)
+    rows = ["images/class_0/img_0.png", "images/class_0/img_1.png", "images/class_1/img_0.png",
+            "images/class_1/img_1.png"]
+    pd.DataFrame({"path": rows, "label": [0, -1, 3, 3]}).to_csv(tmp_path / "m.csv", index=False)
+    split = load_split("manifest", "", tmp_path / "m.csv", "all")
+    assert split.labels.tolist() == [0, -1, 1, 1] and split.class_names == ["0", "3"]
+    pd.DataFrame({"path": rows, "label": ["cat", "-1", "dog", ""]}).to_csv(tmp_path / "m.csv", index=False)
+    split = load_split("manifest", "", tmp_path / "m.csv", "all")
+    assert split.labels.tolist() == [0, -1, 1, -1] and split.class_names == ["cat", "dog"]
+    pd.DataFrame({"path": rows, "label": [-1] * 4}).to_csv(tmp_path / "m.csv", index=False)
+    assert load_split("manifest", "", tmp_path / "m.csv", "all").labels is None  # no label at all
+    pd.DataFrame({"path": rows, "label": [0, -2, 1, 1]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(LaicError, match=r"m.csv: row 3 has label -2; class ids are >= 0, and -1 \(or an empty "
+                                        r"cell\) means the image has no label$"):
+        load_split("manifest", "", tmp_path / "m.csv", "all")
+
+
+def test_a_manifest_row_naming_a_folder_says_so(tmp_path):
+    """The probe: a row naming a folder said "does not exist"."""
+    make_image_tree(tmp_path / "images", classes=1, per_class=1)
+    pd.DataFrame({"path": ["images/class_0/img_0.png", "images/class_0"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(LaicError, match=r"m.csv: row 3 names images/class_0, which is a folder, not an image; list "
+                                        r"image files, one per row \(or, for a folder, set dataset.kind: imagefolder\)$"):
+        load_split("manifest", "", tmp_path / "m.csv", "all")
+
+
+def test_images_given_to_a_command_are_a_folder_or_one_file(tmp_path):
+    """predict's input: one image file works; the errors name the path given, not dataset.root."""
+    from laic_core.data.datasets import images_at
+
+    make_image_tree(tmp_path / "images", classes=2, per_class=2)
+    one = images_at(tmp_path / "images" / "class_1" / "img_0.png")
+    assert len(one) == 1 and one.sources() == [str(tmp_path / "images" / "class_1" / "img_0.png")]
+    assert len(images_at(tmp_path / "images")) == 4
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    with pytest.raises(LaicError, match=r"docs: no images found .*ignored 1 other file\(s\)\); give a folder that "
+                                        r"holds images, or an image file$") as err:
+        images_at(tmp_path / "docs")
+    assert "dataset.root" not in str(err.value)
+    with pytest.raises(LaicError, match=r"a.txt: not an image file"):
+        images_at(tmp_path / "docs" / "a.txt")
+    with pytest.raises(LaicError, match=r"nowhere: no such folder or image file"):
+        images_at(tmp_path / "nowhere")

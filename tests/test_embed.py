@@ -392,3 +392,95 @@ def test_chunk_assembler_writes_only_complete_chunks_in_any_order(tmp_path):
     np.testing.assert_array_equal(out.read_chunk(2), values[8:10])
     with pytest.raises(ValueError):
         asm.add([0, 1], values[:1])
+
+
+# ------------------------------------------------------------ file names that are not UTF-8; nothing readable
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_losslessly(project, tiny_config, monkeypatch, capsys):
+    """The probe: `caf\\xe9.png` (Latin-1 bytes, as old cameras and zip files write them) gave a
+    UnicodeEncodeError traceback in embed and predict."""
+    import os
+
+    from laic_core.data.export import plan_export, write_export
+    from laic_core.data.images import open_image, source_file, source_parts
+
+    raw = os.fsencode(project / "images" / "class_0") + b"/caf\xe9.png"
+    os.rename(project / "images" / "class_0" / "img_0.png", raw)
+    os.symlink(b"gone\xff.png", os.fsencode(project / "images" / "class_1") + b"/lien\xe9.png")  # broken, not UTF-8
+    with pytest.raises(LaicError) as err:
+        run_embed()
+    message = str(err.value)
+    assert "images/class_1/lien\\xe9.png: " in message and "broken symbolic link to gone" in message
+    message.encode("utf-8")  # printable as it is: no lone surrogate left in it
+    os.unlink(os.fsencode(project / "images" / "class_1") + b"/lien\xe9.png")
+
+    code, err_text = run_embed_command(monkeypatch, capsys)
+    assert code == 0, err_text
+    sources = pd.read_parquet("data/features/fit.parquet")["source"].tolist()
+    assert "images/class_0/caf\\xe9.png" in sources
+    stored = "images/class_0/caf\\xe9.png"
+    assert os.fsencode(source_file(stored)) == b"images/class_0/caf\xe9.png"  # the very file, read back
+    assert source_parts(stored) == ("images/class_0", "caf\\xe9.png")
+    assert open_image(stored).size == (20, 20)
+    assert source_file("images/class_0/img_1.png") == "images/class_0/img_1.png"
+
+    plan = plan_export(sources, np.zeros(len(sources), np.int64), ["all"] * len(sources))
+    write_export(plan, project / "exported", progress=False)
+    link = project / "exported" / plan["path"][sources.index(stored)]
+    assert os.fsencode(os.readlink(link)).endswith(b"/images/class_0/caf\xe9.png")
+
+
+def test_skip_with_no_readable_image_stops_embed(project, tiny_config, capsys):
+    """The probe: `on_error: skip` with every image unreadable printed "encoded 5 images" and wrote
+    empty features; `nouns` then failed on an empty array."""
+    import shutil
+
+    shutil.rmtree(project / "images")
+    (project / "images").mkdir()
+    for i in range(5):
+        (project / "images" / f"bad_{i}.png").write_bytes(b"not a png")
+    write_params(project, tiny_config, on_error=None)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["dataset"].pop("on_error")
+    params["embed"]["on_error"] = "skip"
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(LaicError, match=r"^fit: none of the 5 images of images could be read \(embed.on_error: "
+                                        r"skip skipped every one: images/bad_0.png, .*images/bad_4.png\); fix or "
+                                        r"replace these files, or point dataset.root at your images$"):
+        run_embed()
+    assert "encoded 0 images, skipped 5 unreadable" in capsys.readouterr().err
+    assert not Path("data/features/fit.parquet").exists() and not Path("data/features/fit.npy").exists()
+    # Fewer readable images than clusters: stopped here too, with the count.
+    Image.new("RGB", (20, 20), "red").save(project / "images" / "good_0.png")
+    Image.new("RGB", (20, 20), "blue").save(project / "images" / "good_1.png")
+    with pytest.raises(LaicError, match=r"^fit: only 2 of the 7 images of images could be read, fewer than "
+                                        r"dataset.num_clusters: 3"):
+        run_embed()
+
+
+def test_a_stage_run_by_hand_checks_the_images_against_what_embed_read(project, monkeypatch):
+    """The probe: an image deleted, then `python -m stages.evaluate` / `browse` by hand: rc 0, the
+    per-image table still listed it. `dvc repro` sees it through the listing; by hand, the stage does."""
+    from stages import browse, evaluate
+    from stages.inputs import open_stage
+    from stages.layout import FEATURES_META
+
+    run_embed()
+    open_stage("params.yaml", FEATURES_META)  # nothing changed: no complaint
+    gone = project / "images" / "class_1" / "img_3.png"
+    data = gone.read_bytes()
+    gone.unlink()
+    for stage in (evaluate, browse):
+        with pytest.raises(LaicError, match=r"^data/features/(fit|eval).parquet: the images under images have "
+                                            r"changed since embed read them \(1 gone: images/class_1/img_3.png\); "
+                                            r"run `dvc repro`, which embeds them again and reruns what follows"):
+            stage.main(Path("params.yaml"))
+    (project / "images" / "class_1" / "new.png").write_bytes(data)
+    with pytest.raises(LaicError, match=r"1 gone: images/class_1/img_3.png; 1 new: images/class_1/new.png\)"):
+        open_stage("params.yaml", FEATURES_META)
+    (project / "images" / "class_1" / "new.png").rename(gone)  # back, but with a new modification time
+    with pytest.raises(LaicError, match=r"\(none gone or new: some were replaced in place, or their labels changed\)"):
+        open_stage("params.yaml", FEATURES_META)
+    monkeypatch.setenv("DVC_STAGE", "evaluate")  # under dvc repro, the listing has done this already
+    open_stage("params.yaml", FEATURES_META)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from laic_core.artifacts import load_parquet_meta, save_json, save_matrix, save_npy, save_parquet
@@ -379,7 +380,7 @@ def test_zeroshot_and_evaluate_refuse_features_of_another_model(tmp_path, monkey
     _zeroshot_project(tmp_path, tiny_config, CLASSES)
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["model"]["pretrained"] = str(tmp_path / "other.pt")
-    (tmp_path / "other.pt").write_bytes(b"not the weights the features were made with")
+    torch.save({"w": torch.zeros(4)}, tmp_path / "other.pt")  # not the weights the features were made with
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(LaicError, match=r"eval.parquet was made with model .*laic-tiny-clip.json.* \(none\) but "
                                         r"params.yaml now says .*other.pt \[sha256 [0-9a-f]{12}\]"):

@@ -20,10 +20,11 @@ from stages import layout
 
 PROJECT = Path(__file__).resolve().parents[1]
 # Imported by every stage, never shaping an output: progress bars, the error type,
-# the command runner and its cost meter, and the paths (a moved path changes dvc.yaml's outs anyway).
+# the command runner and its cost meter, the paths (a moved path changes dvc.yaml's outs anyway),
+# and the guards that only refuse to run (a by-hand run on changed images, a DVC experiment copy).
 # The subpackages' __init__ files hold only their docstring (tests/test_architecture.py checks it).
 INFRASTRUCTURE = {"laic_core/__init__.py", "laic_core/errors.py", "laic_core/progress.py", "stages/__init__.py",
-                  "stages/runner.py", "stages/cost.py", "stages/layout.py",
+                  "stages/runner.py", "stages/cost.py", "stages/layout.py", "stages/guards.py",
                   *(p.relative_to(PROJECT).as_posix() for p in PROJECT.glob("laic_core/*/__init__.py"))}
 
 

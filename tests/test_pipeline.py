@@ -327,3 +327,42 @@ def test_kill_9_of_dvc_stops_the_running_stage(repo):
         (repo / path).write_bytes(data)
     time.sleep(3)
     assert sh(repo, "dvc", "status").stdout.split() == ["validate:", "always", "changed"]
+
+
+def test_a_damaged_cache_object_restored_by_checkout_names_the_stage_to_rerun(repo):
+    """The probe: a truncated object in .dvc/cache, `dvc checkout`, then a stage: a numpy traceback
+    ("EOF: reading array header")."""
+    md5 = lock_md5(repo, "embed", "data/features/fit.npy")
+    obj = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    original = obj.read_bytes()
+    obj.chmod(0o644)
+    try:
+        obj.write_bytes(original[:40])
+        (repo / "data/features/fit.npy").unlink()
+        sh(repo, "dvc", "checkout", "data/features/fit.npy")
+        proc = sh(repo, sys.executable, "-m", "stages.nouns", check=False)
+    finally:
+        obj.write_bytes(original)
+        (repo / "data/features/fit.npy").unlink()
+        sh(repo, "dvc", "checkout", "data/features/fit.npy")
+    assert proc.returncode == 1
+    assert re.fullmatch(r"error: data/features/fit.npy: damaged or incomplete \(EOF: reading array header[^)]*\); "
+                        r"rerun the stage that writes it: `dvc repro -f embed`", proc.stderr.strip().splitlines()[-1])
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_git_ignored_dataset_root_in_a_queued_experiment_says_why_it_is_missing(tmp_path):
+    """The probe: `dvc exp run --queue` said "dataset.root: images does not exist"; its copy of the
+    project is made from git, which ignores the images. (`--temp` makes the same copy, without a queue.)"""
+    root = make_repo(tmp_path / "queued")
+    with open(root / ".gitignore", "a") as fh:
+        fh.write("/images/\n")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "images ignored")
+    proc = sh(root, "dvc", "exp", "run", "--temp", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert re.search(r"error: dataset.root: images does not exist in this experiment's copy of the project "
+                     r"\(\S+/\.dvc/tmp/exps/\S+\): `dvc exp run --queue` \(and --temp\) runs each experiment in a copy "
+                     r"made from git, and images is ignored by git \(\.gitignore\); set dataset.root in params.yaml "
+                     rf"to an absolute path \({re.escape(str(root / 'images'))}\)", output), output

@@ -60,3 +60,41 @@ def test_digests_are_cached_by_size_and_mtime(tmp_path):
     assert file_sha256(data, cache) == first
     cache.write_text("not json")  # a damaged cache is only a cache
     assert file_sha256(data, cache) == first
+
+
+def test_a_checkpoint_cut_short_or_not_a_checkpoint_is_named_before_torch_reads_it(tmp_path):
+    """The probe: a truncated checkpoint gave "[Errno 22] Invalid argument", a text file torch's
+    "weights_only ... file an issue"."""
+    import torch
+    from safetensors.torch import save_file
+
+    from laic_core.provenance import check_checkpoint, checkpoint_problem
+
+    torch.save({"w": torch.zeros(256)}, tmp_path / "ok.pt")
+    save_file({"w": torch.zeros(256)}, tmp_path / "ok.safetensors")
+    torch.save({"w": torch.zeros(256)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for name in ("ok.pt", "ok.safetensors", "legacy.pt"):
+        assert checkpoint_problem(tmp_path / name) is None
+        check_checkpoint(str(tmp_path / name))
+    for name in ("ok.pt", "ok.safetensors"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut_{name}").write_bytes(data[:len(data) // 2])
+    (tmp_path / "notes.pt").write_text("these are my notes\n")
+    (tmp_path / "pointer.bin").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    expected = {
+        "cut_ok.pt": r"a zip archive of \d+ bytes whose end is missing: cut short, by a download or a copy\?",
+        "cut_ok.safetensors": r"a safetensors file of \d+ bytes whose header promises \d+: cut short\?",
+        "notes.pt": r"neither a PyTorch checkpoint \(a zip or pickle file\) nor safetensors; it begins "
+                    r"'these are my notes'",
+        "pointer.bin": r"a Git LFS pointer, not the weights: fetch them with `git lfs pull`",
+        "empty.pt": r"it is empty \(0 bytes\)",
+    }
+    for name, why in expected.items():
+        path = str(tmp_path / name)
+        with pytest.raises(LaicError, match=rf"^model.pretrained: {path} is not a complete checkpoint \({why}\); "
+                                            r"download it again, or point model.pretrained at a complete checkpoint "
+                                            r"file \(or 'none'\)$"):
+            check_checkpoint(path)
+    check_checkpoint("none")
+    check_checkpoint("openai")  # a tag: open_clip's to fetch

@@ -21,10 +21,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from laic_core.data.images import FileSplit, ImageSplit, tidy_path, tree_images
+from laic_core.data.images import FileSplit, ImageSplit, is_image_file, tidy_path, tree_images
 from laic_core.data.ucf101 import ucf101_split
 from laic_core.errors import LaicError, name_some
-from laic_core.provenance import digest
+from laic_core.provenance import digest, file_digests
 
 # CIFAR-100 fine label -> one of the 20 standard super-classes (the map
 # every CIFAR-20 clustering result uses; CIFAR-100's own coarse labels).
@@ -176,7 +176,7 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 
 
 def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
-                  name: str | None = None) -> FileSplit:
+                  name: str | None = None, empty_hint: str = "check dataset.root and the split") -> FileSplit:
     """Images under root/split (or root itself for split 'all').
 
     Images in a first-level sub-folder take it as their class. Images lying
@@ -222,7 +222,7 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
     if not paths:
         raise LaicError(
             f"{folder}: no images found (no file with an extension the installed Pillow reads"
-            f"{f'; ignored {ignored} other file(s)' if ignored else ''}); check dataset.root and the split"
+            f"{f'; ignored {ignored} other file(s)' if ignored else ''}); {empty_hint}"
         )
     rel = [p.relative_to(folder) for p in paths]
     in_class = [len(r.parts) >= 2 for r in rel]
@@ -246,6 +246,21 @@ def _folder_split(root: Path, split: str, wnids: list[str] | None = None,
     else:
         class_names, labels = None, None
     return FileSplit(str(folder), paths, labels, class_names, notes)
+
+
+def images_at(path: str | Path) -> FileSplit:
+    """The images a command is given: every image under a folder (its sub-folders' names are
+    classes, as for `dataset.kind: imagefolder`), or one image file. The errors name `path`, not
+    the dataset settings: predict reads none of them."""
+    path = tidy_path(Path(path).expanduser())
+    if path.is_dir():
+        return _folder_split(path, "all", empty_hint="give a folder that holds images, or an image file")
+    if path.is_file():
+        if not is_image_file(path):
+            raise LaicError(f"{path}: not an image file (its extension {path.suffix or '(none)'!s} is not a format "
+                            "the installed Pillow reads); give an image file or a folder of images")
+        return FileSplit(str(path), [path], None, None)
+    raise LaicError(f"{path}: no such folder or image file; give a folder of images or one image file")
 
 
 # Folder names that say "a split of a dataset", not "a class of images".
@@ -342,6 +357,9 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
             raise LaicError(f"{path}: row {row_no + 2} has an empty path")
         given = Path(p).expanduser()
         full = given if given.is_absolute() else base / given
+        if full.is_dir():
+            raise LaicError(f"{path}: row {row_no + 2} names {p}, which is a folder, not an image; list image "
+                            "files, one per row (or, for a folder, set dataset.kind: imagefolder)")
         if not full.is_file():
             raise LaicError(
                 f"{path}: row {row_no + 2} names {p}, which does not exist (resolved to {full}); "
@@ -351,7 +369,14 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
     _refuse_repeated_files(path, rows.index, paths)
     labels = class_names = None
     if "label" in table.columns:
-        all_labels = table["label"]
+        # -1 (or an empty cell) is no label, as for an image outside the class folders: never a class.
+        all_labels = table["label"].map(_no_label_as_nan)
+        negative = [(i, v) for i, v in all_labels.items() if _is_number(v) and v < 0]
+        if negative:
+            row_no, value = negative[0]
+            raise LaicError(f"{path}: row {row_no + 2} has label {value:g}; class ids are >= 0, and -1 (or an empty "
+                            "cell) means the image has no label")
+        rows = rows.assign(label=all_labels.loc[rows.index])
         numeric = pd.api.types.is_numeric_dtype(all_labels.dtype)
         if all_labels.isna().all():
             pass
@@ -359,14 +384,27 @@ def _manifest_split(path: Path, split: str) -> FileSplit:
             raise LaicError(f"{path}: the 'label' column must hold integers or class names")
         else:
             if numeric:  # 3.0 (pandas' int-with-gaps) is class 3
-                all_labels = all_labels.map(lambda v: int(v) if v == v else v)
-                rows = rows.assign(label=rows["label"].map(lambda v: int(v) if v == v else v))
+                # (a Series of object dtype: pandas' map would infer float64 again)
+                all_labels = pd.Series([int(v) if v == v else v for v in all_labels], index=all_labels.index,
+                                       dtype=object)
+                rows = rows.assign(label=all_labels.loc[rows.index])
             # Class ids from the whole manifest, so fit and eval splits agree.
             names = sorted(all_labels.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
             index = {v: i for i, v in enumerate(names)}
             labels = np.asarray([index.get(v, -1) if v == v else -1 for v in rows["label"]], np.int64)
             class_names = [str(v) for v in names]
     return FileSplit(str(path), paths, labels, class_names)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _no_label_as_nan(value):
+    """A manifest's label, with -1 (a number, or the text "-1") turned into NaN: no label."""
+    if (_is_number(value) and value == -1) or (isinstance(value, str) and value.strip() == "-1"):
+        return float("nan")
+    return value
 
 
 def _refuse_repeated_files(manifest: Path, row_ids, paths: list[Path]) -> None:
@@ -546,32 +584,65 @@ def load_dataset(kind: str, name: str, root: str | Path, fit_split: str, eval_sp
     return DatasetSplits(fit, load_split(kind, name, root, eval_split, download=download), False)
 
 
-def _split_listing(kind: str, name: str, root: str | Path, split: str, download: bool) -> dict[str, Any]:
-    if kind == BENCHMARK_KIND and name in BENCHMARKS and BENCHMARKS[name].downloaded:
-        # Published files, downloaded once into root and never edited: nothing
-        # to watch (and listing them would start the download here).
-        return {"dataset": name, "split": split}
-    found = load_split(kind, name, root, split, download=download)
+LISTINGS = ("stat", "content")  # dataset.listing: what the listing trusts to see a changed image
+
+
+def split_listing(found: ImageSplit, listing: str = "stat", cache: str | Path | None = None) -> dict[str, Any]:
+    """The listing of one split already read: its name, image count and a digest of every image
+    (path, size and mtime; or path, size and the sha256 of its bytes with `listing="content"`), its
+    label, the class names and the notes. `cache`: where content digests are kept between runs."""
+    if listing not in LISTINGS:
+        raise LaicError(f"dataset.listing: {listing!r} is not one of {', '.join(LISTINGS)}")
+    files = found.identity()["files"]  # path, size, mtime of every image
+    if listing == "content":
+        digests = file_digests([p for p, _, _ in files], cache)
+        files = [(p, size, sha) for (p, size, _), sha in zip(files, digests)]
     content = {
-        "files": found.identity()["files"],  # path, size, mtime of every image
+        "files": files,
         "labels": None if found.labels is None else found.labels.tolist(),
         "class_names": found.class_names,
         "notes": found.notes,
     }
-    return {"name": found.name, "images": len(found), "sha256": digest(content)}
+    out = {"name": found.name, "images": len(found), "sha256": digest(content)}
+    if listing == "content":  # (absent for stat: listings written before the setting keep their bytes)
+        out["listing"] = "content"
+    return out
+
+
+def _split_listing(kind: str, name: str, root: str | Path, split: str, download: bool, listing: str = "stat",
+                   cache: str | Path | None = None, found: ImageSplit | None = None) -> dict[str, Any]:
+    if kind == BENCHMARK_KIND and name in BENCHMARKS and BENCHMARKS[name].downloaded:
+        # Published files, downloaded once into root and never edited: nothing
+        # to watch (and listing them would start the download here).
+        return {"dataset": name, "split": split}
+    found = found if found is not None else load_split(kind, name, root, split, download=download)
+    return split_listing(found, listing, cache)
+
+
+def dataset_split_listing(kind: str, name: str, root: str | Path, split: str, *, download: bool = True,
+                          listing: str = "stat", cache: str | Path | None = None,
+                          found: ImageSplit | None = None) -> dict[str, Any]:
+    """What `dataset_listing` says of one split (`found`: that split, when already read)."""
+    return _split_listing(kind, name, root, split, download, listing, cache, found)
 
 
 def dataset_listing(kind: str, name: str, root: str | Path, fit_split: str, eval_split: str,
-                    *, download: bool = True) -> dict[str, Any]:
+                    *, download: bool = True, listing: str = "stat",
+                    cache: str | Path | None = None) -> dict[str, Any]:
     """A small summary of the images a run embeds, whose bytes change exactly when they do.
 
     Per split: the image count and a digest of every image's path, size and
-    mtime, its label and the class names. DVC cannot look into an image
-    folder or a manifest's images; a file depending on this summary lets it
-    see an edited manifest, an added, removed or replaced image, or a renamed
-    class folder, without `dvc repro -f`.
+    mtime (`listing="content"`: size and the sha256 of its bytes), its label
+    and the class names. DVC cannot look into an image folder or a manifest's
+    images; a file depending on this summary lets it see an edited manifest,
+    an added, removed or replaced image, or a renamed class folder, without
+    `dvc repro -f`. With "stat" an image replaced by another of the same size
+    whose modification time was kept (`cp -p`, `rsync -t`, some sync tools)
+    is not seen; "content" sees it, at the cost of reading every image once
+    (digests are then reused while a file's stat is unchanged, `cache`).
     """
-    listing = {"fit": _split_listing(kind, name, root, fit_split, download)}
-    listing["eval"] = ("same as fit" if eval_split == fit_split
-                       else _split_listing(kind, name, root, eval_split, download))
-    return listing
+    listing_args = (download, listing, cache)
+    out = {"fit": _split_listing(kind, name, root, fit_split, *listing_args)}
+    out["eval"] = ("same as fit" if eval_split == fit_split
+                   else _split_listing(kind, name, root, eval_split, *listing_args))
+    return out

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from laic_core.artifacts import ChunkAssembler, ChunkedArray
 from laic_core.data.images import ImageSplit, to_rgb
 from laic_core.data.models import ClipBundle
-from laic_core.errors import MAX_LISTED, LaicError
+from laic_core.errors import MAX_LISTED, LaicError, printable
 from laic_core.progress import progress_bar
 
 
@@ -24,7 +24,7 @@ def preprocess_image(split: ImageSplit, i: int, preprocess: Callable) -> tuple[t
     try:
         return preprocess(to_rgb(split.load_image(i))), ""
     except Exception as exc:  # any decoder failure is reported per file
-        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, printable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 class _Images(Dataset):
@@ -152,8 +152,10 @@ def encode_images(
     if unreadable:
         raise LaicError(unreadable_message(split, unreadable, skip_hint))
     seconds = time.perf_counter() - started
-    print(f"{desc}: encoded {len(indices)} images in {seconds:.1f}s "
-          f"({len(indices) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
+    encoded = len(indices) - len(failures)
+    skipped = f", skipped {len(failures)} unreadable" if failures else ""
+    print(f"{desc}: encoded {encoded} images{skipped} in {seconds:.1f}s "
+          f"({encoded / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
     return failures
 
 

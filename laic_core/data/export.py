@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from laic_core.artifacts import atomic_path
-from laic_core.data.images import indexed_source, to_rgb
+from laic_core.data.images import indexed_source, source_file, source_parts, to_rgb
 from laic_core.errors import LaicError
 from laic_core.progress import progress_bar
 
@@ -73,7 +73,7 @@ def folder_names(ids: Sequence[int], names: Sequence[str]) -> dict[int, str]:
 def _file_name(source: str) -> str:
     if indexed_source(source):  # not a file: written as a PNG named after its source
         return (safe_name(source, MAX_FILE - 4) or "image") + ".png"
-    base = source.replace("\\", "/").rsplit("/", 1)[-1]
+    base = source_parts(source)[1]
     stem, dot, suffix = base.rpartition(".")
     if not dot:
         stem, suffix = base, ""
@@ -190,6 +190,7 @@ def _place(row: int, source: str, dest: Path, mode: str, load_image) -> None:
         with atomic_path(dest) as tmp:
             to_rgb(load_image(row)).save(tmp, "PNG")
         return
+    source = source_file(source)  # a name that is not UTF-8 is stored with its bytes as \xNN
     if not os.path.isfile(source):
         raise LaicError(f"{source}: no such image file; the per-image table names images that are gone "
                         "(moved since the run?); restore them or rerun `dvc repro`")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
-from laic_core.errors import LaicError, name_some
+from laic_core.errors import LaicError, name_some, printable
 
 # Formats Pillow registers but cannot turn into pixels here: MPEG, whose
 # plugin reads a video's frame size and decodes nothing (the stubs, such as
@@ -69,21 +69,49 @@ def upright(img: Image.Image) -> Image.Image:
     return img if orientation == 1 else ImageOps.exif_transpose(img)
 
 
+_ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")  # a byte >= 0x80 as `printable` writes it
+
+
+def source_file(source: str | Path) -> str:
+    """The file a stored source names: `source` itself, or, when that does not exist and `source`
+    holds `\\xNN` escapes (`printable` of a name that is not UTF-8), the name with those bytes.
+
+    Lossless but for one case: a folder holding both a file literally named `caf\\xe9.jpg` and
+    one whose name has the byte 0xe9 there; the literal name is taken.
+    """
+    source = str(source)
+    if "\\x" not in source or os.path.lexists(source):
+        return source
+    raw = os.fsencode(source)
+    name = os.fsdecode(_ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), raw))
+    return name if os.path.lexists(name) else source
+
+
+_SEPARATOR = re.compile(r"/|\\(?!x[89a-f][0-9a-f])")  # a Windows "\\" too, but not `printable`'s \\xNN
+
+
+def source_parts(source: str) -> tuple[str, str]:
+    """(folder, file name) of a stored source path, "/" and Windows' "\\" both separating folders
+    (the `\\xNN` of a name that is not UTF-8 stays in the name)."""
+    parts = _SEPARATOR.split(str(source))
+    return "/".join(parts[:-1]), parts[-1]
+
+
 def open_image(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """The image file at `path`, decoded, upright and 8-bit RGB: how every image file is read.
 
     Embedding, predict and the gallery's thumbnails all read files through
-    this. draft_size: for thumbnails, lets a JPEG decode at 1/2, 1/4 or 1/8
+    this; `path` may be a stored source (`source_file`). draft_size: for thumbnails, lets a JPEG decode at 1/2, 1/4 or 1/8
     scale while it still covers that size (much less work). Pillow's warning
     about a huge image (a possible decompression bomb) is repeated with the
     file's name, which Pillow's own text lacks.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        img = Image.open(path)
+        img = Image.open(source_file(path))
     for warning in caught:
         named = issubclass(warning.category, Image.DecompressionBombWarning)
-        warnings.warn(f"{path}: {warning.message}" if named else warning.message, warning.category,
+        warnings.warn(f"{printable(path)}: {warning.message}" if named else warning.message, warning.category,
                       stacklevel=2)
     with img:  # closes the file once decoded
         if draft_size is not None:
@@ -157,10 +185,10 @@ class FileSplit(ImageSplit):
     def __init__(self, name: str, paths: list[Path], labels: np.ndarray | None,
                  class_names: list[str] | None, notes: list[str] | None = None):
         self.name = name
-        self.paths = [str(p) for p in paths]
+        self.paths = [str(p) for p in paths]  # as the file system names them (opened as they are)
         self.labels = labels
         self.class_names = class_names
-        self.notes = list(notes or [])
+        self.notes = [printable(note) for note in notes or []]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -177,10 +205,11 @@ class FileSplit(ImageSplit):
             raise
 
     def source(self, i: int) -> str:
-        return self.paths[i]
+        """The path as stored and shown: a name that is not UTF-8 has its bytes as `\\xNN` (`printable`)."""
+        return printable(self.paths[i])
 
     def sources(self) -> list[str]:
-        return list(self.paths)
+        return [printable(p) for p in self.paths]
 
     def identity(self) -> dict[str, Any]:
         stats = []

@@ -41,7 +41,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from laic_core.data.images import indexed_source
+from laic_core.data.images import indexed_source, source_parts
 from laic_core.errors import LaicError
 from laic_core.progress import progress_bar
 from laic_core.scoring.corrections import JUNK, Corrections, describe
@@ -270,7 +270,7 @@ def source_links(sources: Sequence[str]) -> tuple[list[list[Any]], np.ndarray, l
         if indexed_source(source) is not None:
             folder, name, href = "", source, None
         else:
-            folder, _, name = source.replace("\\", "/").rpartition("/")
+            folder, name = source_parts(source)
             path = Path(folder or ".")
             href = (path.as_uri() + "/" if path.is_absolute() else "../../" + quote(folder + "/" if folder else ""))
         key = f"{folder}\0{href}"
