@@ -61,9 +61,9 @@ def test_init_sets_the_folder_and_says_what_the_first_run_costs(tmp_path, monkey
     result = CliRunner().invoke(cli.app, ["init", str(image_tree), "--clusters", "3", "--no-measure"])
     assert result.exit_code == 0, result.output
     data = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert data["dataset"] | {"download": True} == {
+    assert data["dataset"] | {"download": True, "listing": "stat"} == {
         "kind": "imagefolder", "name": "images", "root": str(image_tree.resolve()), "fit_split": "all",
-        "eval_split": "all", "num_clusters": 3, "download": True}
+        "eval_split": "all", "num_clusters": 3, "download": True, "listing": "stat"}
     assert "12 images in 3 sub-folders" in result.output
     assert "embed the images" in result.output and "once per model" in result.output
     assert "Next: `dvc repro`, then `laic open`." in result.output
