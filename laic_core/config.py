@@ -98,6 +98,9 @@ class NeighborsParams:
     min_agreement: float = 1.0
     method: Literal["auto", "exact", "faiss"] = "auto"
     image_k: int = 50  # neighbours in image-feature space, for the TAC and SCAN baselines
+    # Ablation switches (the paper's claims; defaults are the method):
+    space: Literal["relation", "image"] = "relation"  # where neighbours and pseudo-labels come from
+    filter: Literal["consistency", "none"] = "consistency"  # none: every fit image is reliable
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class CentersParams:
     lr: float = 0.002
     batch_size: int = 1024
     init_template: str = "a photo of a {}."
+    init: Literal["nouns", "random"] = "nouns"  # random: random context vectors and no noun (ablation)
     name_proper_nouns: bool = False  # may WordNet's proper nouns (people, places) name a cluster?
 
 

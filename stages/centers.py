@@ -146,14 +146,17 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     V_fit = inputs["V_fit"]
     d = V_fit.shape[1]
 
-    init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])
-    if len(set(init_nouns)) < K:
-        print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
-              "clusters start from the same noun", file=sys.stderr)
+    if cp.init == "nouns":
+        init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])
+        if len(set(init_nouns)) < K:
+            print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
+                  "clusters start from the same noun", file=sys.stderr)
+    else:  # the ablation: centers start from random context vectors, tied to no noun
+        init_nouns = [""] * K
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     learner = PromptLearner(bundle.model, bundle.tokenizer, init_nouns, cp.n_ctx,
                             template=cp.init_template, seed=params.seed, model_name=params.model.name,
-                            chunk_size=cp.prompt_chunk)
+                            chunk_size=cp.prompt_chunk, random_init=cp.init == "random")
     with torch.no_grad():
         initial = learner().cpu().numpy().astype(np.float32)
     if initial.shape[1] != d:

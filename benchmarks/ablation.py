@@ -1,0 +1,135 @@
+"""The paper's ablation on the shared real image sets with the MiniVLM-64 stand-in, over seeds.
+
+    python benchmarks/ablation.py [--workspace ../bench-paper] [--cache-dir ../dvc-cache] [--seeds 0 1 2]
+        [--sets cifar10-test imagenette-val dtd10] [--out benchmarks/results/ablation_minivlm64.md]
+
+For each set it runs the project's own command in a benchmark workspace (a
+git clone of this repository at its HEAD plus its uncommitted changes, as
+benchmarks/quality.py prepares it):
+
+    python -m stages.table ablation -S dataset.kind=imagefolder -S dataset.root=<set> ... --seeds 0 1 2
+
+that is, per seed the full method and one `dvc exp run -S` per switched
+component (laic_core.views.ablation.VARIANTS), then collects every set's
+experiments into one table with `python -m stages.table ablation
+--collect-only`, and copies the table, its CSV and Fig. 4 (CSV and PNG)
+next to --out. Each variant reruns only the stages after its switch (the
+rest is restored from DVC's run-cache), so a (set, seed) costs one full run
+and four partial ones.
+
+It also checks each figure against the metrics it is drawn from: Fig. 4's
+bars against the table's no-train columns, and Figs. 2 and 5 of the last
+full run of each set against its metrics/diagnostics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import MODEL, PROJECT, SETS, SHARED, prepare_workspace, settings  # noqa: E402
+
+
+def run(cmd: list[str], cwd: Path) -> int:
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=cwd).returncode
+
+
+def set_settings(set_name: str) -> list[str]:
+    """-S arguments for one shared set (the seed comes from --seeds)."""
+    out = []
+    for key, value in settings(set_name, 0, {}).items():
+        if key != "seed":
+            out += ["-S", f"{key}={value}"]
+    return out
+
+
+def check_fig4(fig4_csv: Path, table_csv: Path) -> list[str]:
+    """Fig. 4's bars must be the ablation table's numbers (the full method's no-train columns)."""
+    problems = []
+    table = {(r["dataset"], r["method"]): r for r in csv.DictReader(table_csv.open())
+             if r["metric"] == "acc" and r["variant"] in ("full", "no_training")}
+    for bar in csv.DictReader(fig4_csv.open()):
+        row = table.get((bar["dataset"], bar["method"]))
+        if row is not None and not math.isclose(float(bar["acc"]), 100 * float(row["mean"]), abs_tol=1e-3):
+            problems.append(f"Fig. 4 {bar['dataset']} {bar['method']}: bar {bar['acc']} but table {row['mean']}")
+    return problems
+
+
+def check_run_figures(workspace: Path) -> list[str]:
+    """Figs. 2 and 5 of the workspace's run against its diagnostics.json."""
+    problems = []
+    diagnostics = json.loads((workspace / "metrics" / "diagnostics.json").read_text())
+    for row in csv.DictReader((workspace / "metrics" / "plots" / "purity.csv").open()):
+        for space in ("clip", "relation"):
+            want = diagnostics["purity"][space][f"k{row['k']}"]
+            if not math.isclose(float(row[space]), want, abs_tol=1e-6):
+                problems.append(f"Fig. 2 k={row['k']} {space}: plotted {row[space]}, diagnostics {want}")
+    for row in csv.DictReader((workspace / "metrics" / "plots" / "pseudo_accuracy.csv").open()):
+        want = diagnostics["pseudo_labels"][f"acc_{row['subset']}"]
+        if not math.isclose(float(row["accuracy"]), want, abs_tol=1e-6):
+            problems.append(f"Fig. 5 {row['subset']}: plotted {row['accuracy']}, diagnostics {want}")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "bench-paper")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="a DVC cache to share between workspaces")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results" / "ablation_minivlm64.md")
+    parser.add_argument("--collect-only", action="store_true", help="run nothing: tabulate the workspace's experiments")
+    parser.add_argument("--no-refresh", action="store_true", help="run the workspace's code as it is")
+    args = parser.parse_args()
+    if not (SHARED / "models" / "MiniVLM-64.json").is_file():
+        sys.exit(f"{SHARED / 'models'} is absent: this benchmark needs the shared stand-in model and images")
+    workspace = args.workspace.resolve()
+    if not args.no_refresh and not args.collect_only:
+        prepare_workspace(workspace, args.cache_dir)
+    commands, problems = [], []
+    started = time.perf_counter()
+    for set_name in ([] if args.collect_only else args.sets):
+        cmd = [sys.executable, "-m", "stages.table", "ablation", *set_settings(set_name), "--seeds", *args.seeds,
+               "--keep-going"]
+        commands.append(" ".join(["python", *cmd[1:]]))
+        if run(cmd, workspace) != 0:
+            problems.append(f"{set_name}: some experiment failed (see above)")
+        else:
+            problems += [f"{set_name}: {p}" for p in check_run_figures(workspace)]  # its last run is a variant's
+    table = workspace / "metrics" / "ablation.md"
+    fig4 = workspace / "metrics" / "fig4.csv"
+    if run([sys.executable, "-m", "stages.table", "ablation", "--collect-only", "--out", str(table),
+            "--fig4", str(fig4)], workspace) != 0:
+        sys.exit("collecting the ablation failed")
+    problems += check_fig4(fig4, table.with_suffix(".csv"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    header = [f"Measured with `python benchmarks/ablation.py {' '.join(sys.argv[1:])}` "
+              f"({time.perf_counter() - started:.0f} s on this machine), which ran in its workspace:", ""]
+    header += [f"    {c}" for c in commands] + ["", "and tabulated every set's experiments with the command below.",
+                                               "Model: MiniVLM-64 (" + ", ".join(f"{k}={Path(v).name}" for k, v in MODEL.items())
+                                               + "); each set: fit = eval = every image, K = 10.", ""]
+    if problems:
+        header += ["Checks of the figures against the metrics FAILED:", ""] + [f"- {p}" for p in problems] + [""]
+    else:
+        header += ["Figures checked against the metrics: Fig. 4's bars equal the table's no-train ACC; Figs. 2 "
+                   "and 5 of each set's last run equal its metrics/diagnostics.json.", ""]
+    text = table.read_text()
+    title, _, rest = text.partition("\n\n")
+    args.out.write_text(title + "\n\n" + "\n".join(header) + "\n" + rest)
+    shutil.copy(table.with_suffix(".csv"), args.out.with_suffix(".csv"))
+    for suffix in (".csv", ".png"):
+        shutil.copy(fig4.with_suffix(suffix), args.out.with_name(args.out.stem + "_fig4" + suffix))
+    print(f"-> {args.out}" + (f"; {len(problems)} problem(s): " + "; ".join(problems) if problems else ""))
+
+
+if __name__ == "__main__":
+    main()
