@@ -11,7 +11,8 @@ benchmarks/quality.py prepares it):
 
 that is, per seed the full method and one `dvc exp run -S` per switched
 component (laic_core.views.ablation.VARIANTS), with TAC, SCAN and the
-browser at their cheapest (`CHEAP_BASELINES`: no row reads them), then collects every set's
+browser at their cheapest and the diagnostics on samples (`CHEAP_BASELINES`:
+no row reads them), then collects every set's
 experiments into one table with `python -m stages.table ablation
 --collect-only`, and copies the table, its CSV and Fig. 4 (CSV and PNG)
 next to --out. Each variant reruns only the stages after its switch (the
@@ -39,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import MODEL, PROJECT, SETS, SHARED, prepare_workspace, settings  # noqa: E402
 
 
-# No row of the ablation reads TAC, SCAN or the browser, so they run at their cheapest: on a 2-core
-# machine shared by several people this takes a third off every (set, seed). Every run of one
-# ablation has the same values (the table pools only runs whose other parameters agree).
-CHEAP_BASELINES = {"tac.epochs": "1", "scan.epochs": "1", "scan.heads": "1", "browser.max_thumbnails": "0"}
+# No row of the ablation reads TAC, SCAN or the browser, so they run at their cheapest, and the
+# label-free scores and the purity curve (diagnostics, not ACC/NMI/ARI) use 2,000-image samples: on
+# a 2-core machine shared by several people this takes about half off every (set, seed). Every run
+# of one ablation has the same values (the table pools only runs whose other parameters agree).
+CHEAP_BASELINES = {"tac.epochs": "1", "scan.epochs": "1", "scan.heads": "1", "browser.max_thumbnails": "0",
+                   "evaluate.purity_sample": "2000", "evaluate.internal_sample": "2000"}
 
 
 def run(cmd: list[str], cwd: Path) -> int:
