@@ -206,7 +206,7 @@ def ablation_markdown(columns: Sequence[AblationColumn], command: str | None = N
     header = ["variant", "seeds"] + [f"{c.label} {k.upper()}" for c in columns for k in SCORE_KEYS]
     body = []
     for v in VARIANTS:
-        n = sorted({len(c.runs.get(v.name, [])) for c in columns})
+        n = [len(c.runs.get(v.name, [])) for c in columns]
         cells = [spread_cell(variant_spread(c, v, k), len(c.runs.get(v.name, []))) for c in columns for k in SCORE_KEYS]
         body.append([v.title, "/".join(map(str, n))] + cells)
     diff_header = ["variant"] + [f"{c.label} ACC" for c in columns] + [f"{c.label} NMI" for c in columns]
@@ -216,7 +216,8 @@ def ablation_markdown(columns: Sequence[AblationColumn], command: str | None = N
     if command:
         parts.append(f"Made by `{command}`.")
     parts += [markdown_table(header, body),
-              "Mean ± standard deviation over seeds (sample sd); `seeds`: runs per dataset. Each variant is "
+              "Mean ± standard deviation over seeds (sample sd); `seeds`: its runs of each dataset, in column order. "
+              "Each variant is "
               f"the full method with one switch turned ({', '.join(f'`{k}`' for k in SWITCHES)}); "
               f"`no_training` is the {method_title('ours_notrain')} column of the full method's runs.",
               "Each variant minus the full method, paired by seed (points, mean ± sd):",
