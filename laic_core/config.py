@@ -120,6 +120,9 @@ class CentersParams:
     init_template: str = "a photo of a {}."
     init: Literal["nouns", "random"] = "nouns"  # random: random context vectors and no noun (ablation)
     name_proper_nouns: bool = False  # may WordNet's proper nouns (people, places) name a cluster?
+    name_taxonomic: bool = False  # may taxonomic names ("genus Oryx", "Oryx gazella") name one? (else their
+    #                               common name does, where WordNet has one: "gemsbok")
+    name_rare: bool = True  # may nouns SemCor never tagged (nor their head word) name one?
 
 
 @dataclass(frozen=True)
