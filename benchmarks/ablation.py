@@ -90,27 +90,21 @@ def check_run_figures(workspace: Path) -> list[str]:
     return problems
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "bench-paper")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="a DVC cache to share between workspaces")
-    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
-    parser.add_argument("--sets", nargs="+", default=list(SETS))
-    parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results" / "ablation_minivlm64.md")
-    parser.add_argument("--collect-only", action="store_true", help="run nothing: tabulate the workspace's experiments")
-    parser.add_argument("--no-refresh", action="store_true", help="run the workspace's code as it is")
-    args = parser.parse_args()
-    if not (SHARED / "models" / "MiniVLM-64.json").is_file():
-        sys.exit(f"{SHARED / 'models'} is absent: this benchmark needs the shared stand-in model and images")
-    workspace = args.workspace.resolve()
-    if not args.no_refresh and not args.collect_only:
-        prepare_workspace(workspace, args.cache_dir)
+def exp_show(workspace: Path) -> list:
+    done = subprocess.run(["dvc", "exp", "show", "--json", "--hide-queued", "--hide-failed", "--no-pager"],
+                          cwd=workspace, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{workspace}: dvc exp show failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def run_sets(workspace: Path, sets: list[str], seeds: list[str]) -> tuple[list[str], list[str]]:
+    """Run the ablation of each set at each seed in one workspace; (commands, problems)."""
     commands, problems = [], []
-    started = time.perf_counter()
     extra = [a for key, value in CHEAP_BASELINES.items() for a in ("-S", f"{key}={value}")]
     # seed-major: a benchmark stopped early has every set at the seeds it reached
-    for seed in ([] if args.collect_only else args.seeds):
-        for set_name in args.sets:
+    for seed in seeds:
+        for set_name in sets:
             cmd = [sys.executable, "-m", "stages.table", "ablation", *set_settings(set_name), *extra,
                    "--seeds", seed, "--keep-going"]
             commands.append(" ".join(["python", *cmd[1:]]))
@@ -118,15 +112,60 @@ def main() -> None:
                 problems.append(f"{set_name} seed {seed}: some experiment failed (see above)")
             else:
                 problems += [f"{set_name}: {p}" for p in check_run_figures(workspace)]  # its last run: a variant's
-    table = workspace / "metrics" / "ablation.md"
-    fig4 = workspace / "metrics" / "fig4.csv"
-    if run([sys.executable, "-m", "stages.table", "ablation", "--collect-only", "--out", str(table),
-            "--fig4", str(fig4)], workspace) != 0:
+    return commands, problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "bench-paper")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="a DVC cache to share between workspaces")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--parallel", action="store_true", help="one workspace (<workspace>-<set>) and process per "
+                        "set, at the same time: on a machine with cores to spare, or shared with others' jobs")
+    parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results" / "ablation_minivlm64.md")
+    parser.add_argument("--run-only", action="store_true", help="run the experiments, write no table")
+    parser.add_argument("--collect-only", action="store_true", help="run nothing: tabulate the workspaces' experiments")
+    parser.add_argument("--collect-from", type=Path, nargs="+", default=None,
+                        help="the workspaces to tabulate (default: those this command runs in)")
+    parser.add_argument("--no-refresh", action="store_true", help="run the workspace's code as it is")
+    args = parser.parse_args()
+    if not (SHARED / "models" / "MiniVLM-64.json").is_file():
+        sys.exit(f"{SHARED / 'models'} is absent: this benchmark needs the shared stand-in model and images")
+    base = args.workspace.resolve()
+    workspaces = ({s: base.with_name(f"{base.name}-{s}") for s in args.sets} if args.parallel
+                  else {s: base for s in args.sets})
+    commands, problems = [], []
+    started = time.perf_counter()
+    if not args.collect_only:
+        for workspace in dict.fromkeys(workspaces.values()):
+            if not args.no_refresh:
+                prepare_workspace(workspace, args.cache_dir)
+        if args.parallel:
+            jobs = [(s, subprocess.Popen([sys.executable, __file__, "--workspace", str(ws), "--sets", s, "--seeds",
+                                          *args.seeds, "--run-only", "--no-refresh"]))
+                    for s, ws in workspaces.items()]
+            problems += [f"{s}: its process failed ({job.wait()})" for s, job in jobs if job.wait() != 0]
+            commands = [f"(in <workspace>-{s}) python -m stages.table ablation <{s}'s -S settings> --seeds {seed}"
+                        for seed in args.seeds for s in args.sets]
+        else:
+            commands, problems = run_sets(base, args.sets, args.seeds)
+    if args.run_only:
+        sys.exit(1 if problems else 0)
+    sources = [p.resolve() for p in args.collect_from] if args.collect_from else list(dict.fromkeys(workspaces.values()))
+    merged = [commit for workspace in sources for commit in exp_show(workspace)]
+    first = sources[0]
+    table = first / "metrics" / "ablation.md"
+    fig4 = first / "metrics" / "fig4.csv"
+    dump = first / "metrics" / "ablation_exp_show.json"
+    dump.write_text(json.dumps(merged))
+    if run([sys.executable, "-m", "stages.table", "ablation", "--collect-only", "--from-json", str(dump),
+            "--out", str(table), "--fig4", str(fig4)], first) != 0:
         sys.exit("collecting the ablation failed")
     problems += check_fig4(fig4, table.with_suffix(".csv"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     header = [f"Measured with `python benchmarks/ablation.py {' '.join(sys.argv[1:])}` "
-              f"({time.perf_counter() - started:.0f} s on this machine), which ran in its workspace:", ""]
+              f"({time.perf_counter() - started:.0f} s on this machine), which ran in its workspace(s):", ""]
     header += [f"    {c}" for c in commands] + ["", "and tabulated every set's experiments with the command below.",
                                                "Model: MiniVLM-64 (" + ", ".join(f"{k}={Path(v).name}" for k, v in MODEL.items())
                                                + "); each set: fit = eval = every image, K = 10.", ""]
