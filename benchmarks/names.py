@@ -15,7 +15,7 @@ cluster:
 
 - the Wu-Palmer similarity in WordNet between the name (its best sense) and
   the cluster's majority class (CIFAR-10: the class word's first sense;
-  Imagenette: its WordNet id; DTD: a noun sense of the texture, `DTD_CLASSES`),
+  Imagenette: its WordNet id, from the set's classes.csv; DTD: a noun sense of the texture, `DTD_CLASSES`),
   computed here from /usr/share/wordnet's hypernyms (the same values as nltk's
   wup_similarity, without nltk's corpus download);
 - whether the name is a taxonomic name or a rare noun (laic_core.text.wordnet's
@@ -122,9 +122,19 @@ def wup(a: str, b: str) -> float:
     return 2 * depth / (A[lcs] + B[lcs] + 2 * depth)
 
 
+@functools.lru_cache(maxsize=1)
+def imagenette_ids() -> dict[str, str]:
+    """class name -> WordNet id, from the shared set's classes.csv ("tench" -> "n01440764")."""
+    import csv
+
+    path = PROJECT.parent / "shared" / "datasets" / "imagenette-val.classes.csv"
+    return {row["name"]: row["wnid"] for row in csv.DictReader(path.open())}
+
+
 def class_synsets(dataset: str, cls: str) -> list[str]:
     if dataset.startswith("imagenette"):
-        return [cls[1:]]  # n01440764 -> data.noun offset 01440764
+        wnid = cls if cls.startswith("n0") else imagenette_ids()[cls]  # the folder, or its name
+        return [wnid[1:]]  # n01440764 -> data.noun offset 01440764
     if dataset.startswith("cifar"):
         return senses(CIFAR_CLASSES[cls])[:1]
     return DTD_CLASSES[cls]
@@ -181,13 +191,20 @@ def cached(workspace: Path, cache: Path, sha: str, path: str) -> Path:
 # ------------------------------------------------------------------ naming strategies
 
 
-def strategies(nouns: list[str], T: np.ndarray, V_sample: np.ndarray) -> dict[str, dict]:
-    """name -> name_clusters keyword arguments (masks, alias, penalty) over the vocabulary."""
+@functools.lru_cache(maxsize=1)
+def _vocabulary_flags(nouns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(proper, taxonomic, rare, alias) over the vocabulary."""
     proper = np.array(flag_mask(nouns, "proper"))
     taxonomic = np.array(flag_mask(nouns, "taxonomic"))
     rare = np.array(flag_mask(nouns, "rare"))
     position = {noun: i for i, noun in enumerate(nouns)}
     alias = np.array([position.get(c, -1) if c else -1 for c in common_names(nouns)], np.int64)
+    return proper, taxonomic, rare, alias
+
+
+def strategies(nouns: list[str], T: np.ndarray, V_sample: np.ndarray) -> dict[str, dict]:
+    """name -> name_clusters keyword arguments (masks, alias, penalty) over the vocabulary."""
+    proper, taxonomic, rare, alias = _vocabulary_flags(tuple(nouns))
     with torch.no_grad():  # each noun's mean cosine to its nearest images: how much of a hub it is
         V = torch.from_numpy(np.ascontiguousarray(V_sample, dtype=np.float32))
         hub = torch.cat([(torch.from_numpy(T[i:i + 8192]) @ V.T).topk(CSLS_NEIGHBOURS, dim=1).values.mean(1)

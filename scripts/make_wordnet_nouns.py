@@ -41,7 +41,9 @@ stays; "honky-tonk", "substantia nigra" and "Kara Kum" stay).
 - ``taxonomic``: every sense is a taxonomic group (under taxonomic_group.n.01:
   "genus Oryx", "family Chlamydiaceae", "subgenus") or a binomial of an
   organism ("Oryx gazella": a capitalised genus, then lower-case words; or
-  abbreviated, "E. coli", "C. diphtheriae");
+  abbreviated, "E. coli", "C. diphtheriae"); a synset with a ranked name
+  ("family Cyrilliaceae") is a taxon wherever WordNet files it, and so is an
+  organism with a rank's Latin ending ("Clavicipitaceae": -aceae, -idae, -ales, ...);
 - ``rare``: neither the noun nor its last word (its head: "truck" of "garbage
   truck") has a sense that SemCor tagged (``index.noun``'s tagsense_cnt):
   "quintipara", "autoinjector".
@@ -87,6 +89,13 @@ TAXONOMIC_GROUP = "07992450"  # taxonomic_group.n.01
 ORGANISM = "00004475"  # organism.n.01
 BINOMIAL = re.compile(r"[A-Z][a-z]+( [a-z]+){1,2}")
 ABBREVIATED_BINOMIAL = re.compile(r"[A-Z]\. [a-z]+( [a-z]+)?")  # "E. coli": the genus is not spelled out
+# A rank and a capitalised name ("family Cyrilliaceae"), and the endings the codes of nomenclature give
+# names of ranks above the genus ("Clavicipitaceae"): WordNet files some taxa under organisms (the
+# Cyrilliaceae under "dicot"), where the hyponyms of taxonomic_group miss them.
+RANKED = re.compile(r"(super|sub|infra)?(kingdom|phylum|division|class|order|family|tribe|genus|section|series)"
+                    r" [A-Z][a-z]+")
+TAXON_ENDING = re.compile(r"[A-Z][a-z]+(aceae|idae|ales|inae|ineae|oidea|oideae|phyta|phytina|mycetes|mycota|"
+                          r"mycotina|opsida|phyceae)")
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu package wordnet-base
 def find_wordnet_dir() -> Path:
     """Debian's wordnet-base folder, else an unzipped nltk_data corpora/wordnet."""
@@ -222,12 +231,16 @@ def naming_flags(wordnet_dir: Path) -> dict[str, set[str]]:
     def tagged(lemma: str) -> bool:
         return index.get(lemma.lower(), ((), 0))[1] > 0
 
+    # a synset with a ranked name ("family Cyrilliaceae") is a taxon wherever WordNet files it
+    taxa = taxa | {offset for offset, (lemmas, _, _) in synsets.items()
+                   if any(RANKED.fullmatch(lemma.replace("_", " ")) for lemma in lemmas)}
     flags: dict[str, set[str]] = {}
     for lemma, offsets in senses.items():
         noun = lemma.replace("_", " ")
         binomial = ((BINOMIAL.fullmatch(noun) is not None and noun.split()[0] in genera)
                     or ABBREVIATED_BINOMIAL.fullmatch(noun) is not None)
-        if all(o in taxa or (binomial and o in organisms) for o in offsets):
+        latin = TAXON_ENDING.fullmatch(noun) is not None  # "Clavicipitaceae", filed as an organism
+        if all(o in taxa or ((binomial or latin) and o in organisms) for o in offsets):
             flags.setdefault(noun, set()).add("taxonomic")
         if not tagged(lemma) and not tagged(re.split(r"[_\-]", lemma)[-1]):
             flags.setdefault(noun, set()).add("rare")
