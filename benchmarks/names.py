@@ -276,7 +276,7 @@ def main() -> None:
     frame = pd.DataFrame(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(frame, runs))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    args.out.with_suffix(".json").write_text("[\n" + ",\n".join(json.dumps(r, default=str) for r in results) + "\n]\n")
     print(f"-> {args.out}")
 
 
