@@ -101,6 +101,9 @@ class NeighborsParams:
     min_agreement: float = 1.0
     method: Literal["auto", "exact", "faiss"] = "auto"
     image_k: int = 50  # neighbours in image-feature space, for the TAC and SCAN baselines
+    # Ablation switches (the paper's claims; defaults are the method):
+    space: Literal["relation", "image"] = "relation"  # where neighbours and pseudo-labels come from
+    filter: Literal["consistency", "none"] = "consistency"  # none: every fit image is reliable
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,11 @@ class CentersParams:
     lr: float = 0.002
     batch_size: int = 1024
     init_template: str = "a photo of a {}."
+    init: Literal["nouns", "random"] = "nouns"  # random: random context vectors and no noun (ablation)
     name_proper_nouns: bool = False  # may WordNet's proper nouns (people, places) name a cluster?
+    name_taxonomic: bool = False  # may taxonomic names ("genus Oryx", "Oryx gazella") name one? (else their
+    #                               common name does, where WordNet has one: "gemsbok")
+    name_rare: bool = True  # may nouns SemCor never tagged (nor their head word) name one?
 
 
 @dataclass(frozen=True)

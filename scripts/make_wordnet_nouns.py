@@ -40,10 +40,19 @@ stays; "honky-tonk", "substantia nigra" and "Kara Kum" stay).
 - ``proper``: a sense is a WordNet instance (pointer ``@i``: people, places);
 - ``taxonomic``: every sense is a taxonomic group (under taxonomic_group.n.01:
   "genus Oryx", "family Chlamydiaceae", "subgenus") or a binomial of an
-  organism ("Oryx gazella": a capitalised genus, then lower-case words);
+  organism ("Oryx gazella": a capitalised genus, then lower-case words; or
+  abbreviated, "E. coli", "C. diphtheriae"); a synset with a ranked name
+  ("family Cyrilliaceae") is a taxon wherever WordNet files it, and so is an
+  organism with a rank's Latin ending ("Clavicipitaceae": -aceae, -idae, -ales, ...);
 - ``rare``: neither the noun nor its last word (its head: "truck" of "garbage
   truck") has a sense that SemCor tagged (``index.noun``'s tagsense_cnt):
   "quintipara", "autoinjector".
+
+``wordnet_common_names.tsv.gz``: ``taxonomic noun<TAB>common name``: the
+first lemma of the noun's most frequent sense that is neither taxonomic nor
+proper nor excluded ("Hyla crucifer": "spring peeper", "Oryx gazella":
+"gemsbok"), for the taxonomic nouns that have one: naming shows a cluster
+whose nearest noun is such a name by the words a person would use.
 
 ``wordnet_glosses.tsv.gz``: ``noun<TAB>gloss``, the definition of the noun's
 most frequent sense (WordNet's sense order), without its examples; none for
@@ -70,6 +79,7 @@ DEFAULT_OUT = REPO_ROOT / "laic_core" / "text"
 ADDITIONS = Path(__file__).resolve().parent / "offensive_additions.tsv"
 NOUNS_NAME, EXCLUDED_NAME = "wordnet_nouns.txt.gz", "excluded_words.tsv.gz"
 FLAGS_NAME, GLOSSES_NAME = "wordnet_flags.tsv.gz", "wordnet_glosses.tsv.gz"
+COMMON_NAMES_NAME = "wordnet_common_names.tsv.gz"
 PROFANITY_SOURCE = "better-profanity"
 # WordNet 3.0 synset offsets (data.noun) of the roots the flags hang from.
 USAGE_DOMAINS = {"06717170": "disparagement", "07124340": "obscenity"}  # with their hyponyms' domains
@@ -78,6 +88,14 @@ PERSON_ROOTS = {"09633969": "wrongdoer", "09831962": "bad person"}
 TAXONOMIC_GROUP = "07992450"  # taxonomic_group.n.01
 ORGANISM = "00004475"  # organism.n.01
 BINOMIAL = re.compile(r"[A-Z][a-z]+( [a-z]+){1,2}")
+ABBREVIATED_BINOMIAL = re.compile(r"[A-Z]\. [a-z]+( [a-z]+)?")  # "E. coli": the genus is not spelled out
+# A rank and a capitalised name ("family Cyrilliaceae"), and the endings the codes of nomenclature give
+# names of ranks above the genus ("Clavicipitaceae"): WordNet files some taxa under organisms (the
+# Cyrilliaceae under "dicot"), where the hyponyms of taxonomic_group miss them.
+RANKED = re.compile(r"(super|sub|infra)?(kingdom|phylum|division|class|order|family|tribe|genus|section|series)"
+                    r" [A-Z][a-z]+")
+TAXON_ENDING = re.compile(r"[A-Z][a-z]+(aceae|idae|ales|inae|ineae|oidea|oideae|phyta|phytina|mycetes|mycota|"
+                          r"mycotina|opsida|phyceae)")
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu package wordnet-base
 def find_wordnet_dir() -> Path:
     """Debian's wordnet-base folder, else an unzipped nltk_data corpora/wordnet."""
@@ -213,17 +231,39 @@ def naming_flags(wordnet_dir: Path) -> dict[str, set[str]]:
     def tagged(lemma: str) -> bool:
         return index.get(lemma.lower(), ((), 0))[1] > 0
 
+    # a synset with a ranked name ("family Cyrilliaceae") is a taxon wherever WordNet files it
+    taxa = taxa | {offset for offset, (lemmas, _, _) in synsets.items()
+                   if any(RANKED.fullmatch(lemma.replace("_", " ")) for lemma in lemmas)}
     flags: dict[str, set[str]] = {}
     for lemma, offsets in senses.items():
         noun = lemma.replace("_", " ")
-        binomial = BINOMIAL.fullmatch(noun) is not None and noun.split()[0] in genera
-        if all(o in taxa or (binomial and o in organisms) for o in offsets):
+        binomial = ((BINOMIAL.fullmatch(noun) is not None and noun.split()[0] in genera)
+                    or ABBREVIATED_BINOMIAL.fullmatch(noun) is not None)
+        latin = TAXON_ENDING.fullmatch(noun) is not None  # "Clavicipitaceae", filed as an organism
+        if all(o in taxa or ((binomial or latin) and o in organisms) for o in offsets):
             flags.setdefault(noun, set()).add("taxonomic")
         if not tagged(lemma) and not tagged(re.split(r"[_\-]", lemma)[-1]):
             flags.setdefault(noun, set()).add("rare")
         if lemma in proper:
             flags.setdefault(noun, set()).add("proper")
     return flags
+
+
+def common_names(wordnet_dir: Path, flags: dict[str, set[str]], shown) -> dict[str, str]:
+    """taxonomic noun -> the first lemma of its most frequent sense with one that `shown` accepts (a
+    noun that is not taxonomic, not proper, not excluded); nouns whose senses have none are absent."""
+    synsets = read_synsets(Path(wordnet_dir) / "data.noun")
+    index = read_index(Path(wordnet_dir) / "index.noun")
+    out = {}
+    for noun in sorted(n for n, f in flags.items() if "taxonomic" in f):
+        lemma = noun.replace(" ", "_")
+        for offset in (o for o in index.get(lemma.lower(), ((), 0))[0] if lemma in synsets[o][0]):
+            common = [w.replace("_", " ") for w in synsets[offset][0]]
+            common = [w for w in common if shown(w)]
+            if common:
+                out[noun] = common[0]
+                break
+    return out
 
 
 def read_word_list(path: Path) -> list[str]:
@@ -314,12 +354,15 @@ def build(wordnet_dir: Path, profanity_list: Path, additions: Path = ADDITIONS) 
              and not flags.get(noun, set()) & {"proper", "taxonomic"}]
     gloss = {noun: text for noun, text in glosses(wordnet_dir, shown).items()
              if not shows_an_excluded_word(text, table)}
+    common = common_names(wordnet_dir, flags, lambda noun: not is_excluded(noun, table)
+                          and not flags.get(noun, set()) & {"proper", "taxonomic"})
     return {
         NOUNS_NAME: "".join(noun + "\n" for noun in nouns),
         EXCLUDED_NAME: "".join(f"{key}\t{table[key][0]}\t{','.join(sorted(table[key][1]))}\n"
                                for key in sorted(table)),
         FLAGS_NAME: "".join(f"{noun}\t{','.join(sorted(flags[noun]))}\n" for noun in sorted(flags)),
         GLOSSES_NAME: "".join(f"{noun}\t{gloss[noun]}\n" for noun in sorted(gloss)),
+        COMMON_NAMES_NAME: "".join(f"{noun}\t{common[noun]}\n" for noun in sorted(common)),
     }
 
 

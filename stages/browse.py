@@ -28,7 +28,7 @@ from laic_core.scoring.corrections import (
 )
 from laic_core.scoring.evaluation import centroid_similarity
 from laic_core.views.browser import MethodView, ThumbnailBudget, write_browser
-from laic_core.views.gallery import cluster_entries, dataset_loader
+from laic_core.views.gallery import cluster_entries, dataset_loader, name_glosses
 from stages import layout
 from stages.inputs import PARAMS_OPTION, dataset_title, open_stage
 from stages.runner import run, stage_app
@@ -56,12 +56,13 @@ def method_view(table, method: str, n_clusters: int, corrections: Corrections, f
         score, label = table[f"{method}_confidence"].to_numpy(np.float64), "confidence"
     else:
         score, label = centroid_similarity(features, as_partition(labels, n), n + 1), "similarity to the cluster mean"
-    raw_names, runner_ups = [""] * n, None
+    raw_names, runner_ups, glosses = [""] * n, None, None
     if method == MAIN:
         raw_names = ["" if e.get("empty") else str(e.get("name", "")) for e in names_json]
         runner_ups = [e["runner_ups"] for e in cluster_entries(names_json, [[] for _ in names_json])]
+        glosses = name_glosses(names_json)
     return MethodView(method, METHODS[method].title, labels, score, label, n, corrected_names(raw_names, corrections),
-                      raw_names=raw_names, runner_ups=runner_ups, corrections=corrections)
+                      raw_names=raw_names, runner_ups=runner_ups, corrections=corrections, glosses=glosses)
 
 
 @app.command()

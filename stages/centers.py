@@ -26,12 +26,12 @@ from laic_core.artifacts import (
 from laic_core.data.models import load_clip
 from laic_core.errors import LaicError
 from laic_core.method.centers import assign_labels, steps_for, train_centers
-from laic_core.method.naming import cluster_init_nouns, name_clusters
+from laic_core.method.naming import cluster_init_nouns, name_clusters, with_glosses
 from laic_core.method.neighbors import agreeing_neighbours_needed
 from laic_core.method.relation import cluster_mean_relations
 from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.text.prompts import PromptLearner
-from laic_core.text.wordnet import proper_nouns
+from laic_core.text.wordnet import common_names, gloss, nameable_nouns
 from laic_core.validation import load_embeddings
 from stages import layout
 from stages.inputs import PARAMS_OPTION, open_stage
@@ -103,14 +103,13 @@ def load_inputs(n_clusters: int, neighbors) -> dict:
 
     vocab_table = load_parquet(layout.VOCAB_NOUNS)
     vocab_nouns = [str(n) for n in vocab_table["noun"]]
-    proper = np.array(proper_nouns(vocab_nouns), bool)
     vocab_text = load_embeddings(layout.VOCAB_TEXT, dim=d, mmap=True)
     if vocab_text.shape[0] != len(vocab_nouns):
         raise LaicError(f"{layout.VOCAB_TEXT} has {vocab_text.shape[0]} rows but nouns.parquet "
                         f"lists {len(vocab_nouns)} nouns; rerun `dvc repro vocab`")
     return dict(V_fit=V_fit, V_eval=V_eval, selected_nouns=selected_nouns, noun_text=noun_text, spec=spec, knn=knn,
                 reliable=reliable, pseudo=pseudo.astype(np.int64), vocab_nouns=vocab_nouns,
-                vocab_text=vocab_text, proper=proper)
+                vocab_text=vocab_text)
 
 
 def relation_means(inputs: dict, labels: np.ndarray, n_clusters: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
@@ -146,14 +145,17 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     V_fit = inputs["V_fit"]
     d = V_fit.shape[1]
 
-    init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])
-    if len(set(init_nouns)) < K:
-        print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
-              "clusters start from the same noun", file=sys.stderr)
+    if cp.init == "nouns":
+        init_nouns = cluster_init_nouns(init_scores(inputs, K), inputs["selected_nouns"])
+        if len(set(init_nouns)) < K:
+            print(f"centers: only {len(inputs['selected_nouns'])} selected nouns for {K} clusters, so some "
+                  "clusters start from the same noun", file=sys.stderr)
+    else:  # the ablation: centers start from random context vectors, tied to no noun
+        init_nouns = [""] * K
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     learner = PromptLearner(bundle.model, bundle.tokenizer, init_nouns, cp.n_ctx,
                             template=cp.init_template, seed=params.seed, model_name=params.model.name,
-                            chunk_size=cp.prompt_chunk)
+                            chunk_size=cp.prompt_chunk, random_init=cp.init == "random")
     with torch.no_grad():
         initial = learner().cpu().numpy().astype(np.float32)
     if initial.shape[1] != d:
@@ -197,13 +199,18 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
             "init_cluster": init_labels[role],
         }), {"tau": tau, "steps": training.steps})
     member_scores, sizes = relation_means(inputs, labels["fit"], K)
-    nameable = selected_nameable = None
-    if not cp.name_proper_nouns:
-        nameable = ~inputs["proper"]
-        proper = {noun for noun, flag in zip(inputs["vocab_nouns"], inputs["proper"]) if flag}
-        selected_nameable = np.array([noun not in proper for noun in inputs["selected_nouns"]], bool)
-    names = name_clusters(centers, inputs["vocab_text"], inputs["vocab_nouns"], member_scores,
-                          inputs["selected_nouns"], sizes, nameable=nameable, selected_nameable=selected_nameable)
+    vocab_nouns = inputs["vocab_nouns"]
+    nameable = np.array(nameable_nouns(vocab_nouns, proper=cp.name_proper_nouns, taxonomic=cp.name_taxonomic,
+                                       rare=cp.name_rare), bool)
+    shown = {noun for noun, ok in zip(vocab_nouns, nameable) if ok}
+    selected_nameable = np.array([noun in shown for noun in inputs["selected_nouns"]], bool)
+    alias = None
+    if not cp.name_taxonomic:  # a taxon is shown by its common name ("Oryx gazella": "gemsbok")
+        position = {noun: i for i, noun in enumerate(vocab_nouns)}
+        alias = np.array([position.get(c, -1) if c else -1 for c in common_names(vocab_nouns)], np.int64)
+    names = name_clusters(centers, inputs["vocab_text"], vocab_nouns, member_scores, inputs["selected_nouns"],
+                          sizes, nameable=nameable, selected_nameable=selected_nameable, alias=alias)
+    names = with_glosses(names, gloss)
     for entry, noun in zip(names, init_nouns):
         entry["init_noun"] = noun
     save_json(layout.NAMES, names)

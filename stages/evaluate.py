@@ -109,8 +109,11 @@ def key_params(params, title: str, spec: dict) -> dict[str, Any]:
         "vocabulary": p.vocab.source,
         "noun filter": f"{p.nouns.filter} (gamma {p.nouns.gamma})",
         "relation": relation,
-        "neighbours": f"k {p.neighbors.k}, min agreement {p.neighbors.min_agreement}",
-        "centers": (f"n_ctx {p.centers.n_ctx}, tau {trained['tau']:.4g}, {_steps_run(trained)}, entropy weight "
+        "neighbours": (f"k {p.neighbors.k} in {p.neighbors.space} space, "
+                       + (f"min agreement {p.neighbors.min_agreement}" if p.neighbors.filter == "consistency"
+                          else "no consistency filter (every image reliable)")),
+        "centers": (f"n_ctx {p.centers.n_ctx}" + (", random start" if p.centers.init == "random" else "")
+                    + f", tau {trained['tau']:.4g}, {_steps_run(trained)}, entropy weight "
                     f"{p.centers.entropy_weight}, ce weight {p.centers.ce_weight}, lr {p.centers.lr}"
                     if trained else f"n_ctx {p.centers.n_ctx}"),
         "seed": p.seed,

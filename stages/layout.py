@@ -158,7 +158,8 @@ STAGES: dict[str, StageIO] = {
                            PSEUDO, LISTINGS["model"]),
                        outputs=(PROMPTS, CENTER_VECTORS, NAMES, CENTERS_HISTORY, CENTERS_METRICS)
                        + tuple(assignments("centers", r) for r in ROLES),
-                       extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/wordnet_flags.tsv.gz")),
+                       extra=("laic_core/text/wordnet_nouns.txt.gz", "laic_core/text/wordnet_flags.tsv.gz",
+                              "laic_core/text/wordnet_common_names.tsv.gz", "laic_core/text/wordnet_glosses.tsv.gz")),
     "tac": StageIO(inputs=_both(features, features_meta) + (SELECTED_NOUNS, SELECTED_TEXT, IMAGE_KNN),
                    outputs=(TAC_HISTORY,) + tuple(assignments("tac", r) for r in ROLES)),
     "scan": StageIO(inputs=_both(features, features_meta) + (IMAGE_KNN,),

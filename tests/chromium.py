@@ -49,13 +49,15 @@ class Node:
     attrs: dict[str, str]
     children: list["Node"] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
+    content: list = field(default_factory=list)  # text and child nodes in document order
 
     @property
     def classes(self) -> set[str]:
         return set(self.attrs.get("class", "").split())
 
     def text(self) -> str:
-        return "".join(self.text_parts) + "".join(c.text() for c in self.children)
+        """The text of the node and its descendants, in document order."""
+        return "".join(part if isinstance(part, str) else part.text() for part in self.content)
 
     def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list["Node"]:
         found = []
@@ -87,6 +89,7 @@ class _Tree(HTMLParser):
     def handle_starttag(self, tag, attrs):
         node = Node(tag, {k: v or "" for k, v in attrs})
         self.stack[-1].children.append(node)
+        self.stack[-1].content.append(node)
         if tag not in self.VOID:
             self.stack.append(node)
 
@@ -98,6 +101,7 @@ class _Tree(HTMLParser):
 
     def handle_data(self, data):
         self.stack[-1].text_parts.append(data)
+        self.stack[-1].content.append(data)
 
 
 def dom(url: str) -> tuple[Node, list[str]]:

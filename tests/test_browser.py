@@ -92,7 +92,8 @@ def made(tmp_path_factory):
     raw_names = ["zero", "one", "two", "three"]
     ours = MethodView("ours", "ours", corrected_labels(raw, fix, K), rng.random(300), "confidence", K,
                       corrected_names(raw_names, fix), raw_names=raw_names,
-                      runner_ups=[[f"noun{k}a", f"noun{k}b"] for k in range(K)], corrections=fix)
+                      runner_ups=[[f"noun{k}a", f"noun{k}b"] for k in range(K)], corrections=fix,
+                      glosses={"one": "the number after zero", "noun0a": "what noun0a means"})
     kmeans = MethodView("clip_kmeans", "CLIP k-means", classes, rng.random(300), "similarity to the cluster mean", 3,
                         [""] * 3)
     out = root / "data" / "browser"
@@ -100,6 +101,14 @@ def made(tmp_path_factory):
                           class_names=["red", "green", "blue"], budget=ThumbnailBudget(40, 8, 150, 48),
                           page_size=100, title="Test clusters", workers=2, progress=False)
     return out, stats, ours, kmeans, sources
+
+
+def test_cards_carry_the_glosses_of_their_name_and_runner_ups(made):
+    out = made[0]
+    records = {r["id"]: r for r in _data(out, "clusters/ours")}
+    assert records[1]["gloss"] == "the number after zero" and records[0]["gloss"] == ""  # renamed: no gloss
+    assert records[0]["runner_up_glosses"] == ["what noun0a means", ""]
+    assert "gloss" not in _data(out, "clusters/clip_kmeans")[0]  # a method without names has none
 
 
 def _data(out: Path, key: str):
@@ -175,6 +184,9 @@ def test_overview_in_chromium_shows_one_card_per_cluster_with_its_name(made, tmp
     first = cards[0]
     assert "230 images" in first.find_all("div", cls="meta")[0].text()
     assert first.find_all("div", cls="also")[0].text() == "also: noun0a, noun0b"
+    assert first.find_all("span", cls="glossed")[0].attrs["title"] == "what noun0a means"  # a runner-up's gloss
+    assert first.find_all("div", cls="gloss") == []  # a person's rename has no WordNet gloss
+    assert cards[1].find_all("div", cls="gloss")[0].text() == "the number after zero"
     assert len(first.find_all("img")) == STRIP and "red" in first.find_all("div", cls="mixtext")[0].text()
     assert first.find_all("code", cls="paste")[0].text() == '- {method: ours, rename: 0, to: "big <one> & \\"co\\""}'
     for img in root.find_all("img"):
@@ -212,6 +224,10 @@ def test_a_cluster_page_lists_all_members_over_its_pages_and_marks_the_ones_to_c
         for img in root.find_all("img"):
             assert (out / img.attrs["src"]).is_file()
     assert listed == members  # every member, most confident first, once
+    head, console = dom((out / "cluster.html").as_uri() + "#m=ours&k=1")
+    assert console == [] and head.find_all("div", cls="gloss")[0].text() == "the number after zero"
+    head, _ = dom((out / "cluster.html").as_uri() + "#m=ours&k=0")
+    assert [d.text() for d in head.find_all("div", cls="also-noun")] == ["noun0a \u2013 what noun0a means", "noun0b"]
     junk, console = dom((out / "cluster.html").as_uri() + "#m=ours&k=junk")
     assert console == [] and len(junk.find_all("figure", cls="member")) == 20 + n_to_check(20, 8)
     gone, console = dom((out / "cluster.html").as_uri() + "#m=ours&k=3")  # merged into 1

@@ -691,3 +691,47 @@ def test_a_cluster_nearest_to_an_excluded_or_proper_noun_gets_the_next_allowed_o
     assert named[0]["name"] == "Harold W. Kroto"
     with pytest.raises(LaicError, match="name_proper_nouns"):
         name_clusters(centers, text, nouns, scores, selected, [3, 2], nameable=np.zeros(3, bool))
+
+
+def test_a_taxonomic_name_gives_way_to_its_common_name():
+    from laic_core.text.wordnet import common_names, flag_mask, nameable_nouns
+
+    nouns = ["Hyla crucifer", "spring peeper", "giant hyssop", "genus Oryx", "ship"]
+    assert common_names(nouns) == ["spring peeper", None, None, None, None]
+    assert flag_mask(["E. coli", "Escherichia coli", "dog"], "taxonomic") == [True, True, False]
+    assert nameable_nouns(nouns) == [False, True, True, False, True]
+    assert nameable_nouns(nouns, taxonomic=True) == [True] * 5
+    assert nameable_nouns(["autoinjector", "dog"], rare=False) == [False, True]
+    text = np.array([[1, 0, 0], [0.6, 0.8, 0], [0.9, 0.436, 0], [0.95, 0.312, 0], [0, 0, 1]], np.float32)
+    centers = np.array([[1, 0, 0], [0, 0, 1]], np.float32)  # cluster 0: nearest "Hyla crucifer", then the taxon
+    nameable = np.array(nameable_nouns(nouns))
+    plain = name_clusters(centers, text, nouns, np.zeros((2, 1)), ["-"], [3, 2], top=2, nameable=nameable)
+    assert plain[0]["name"] == "giant hyssop"  # taxa out, nothing in their place
+    alias = np.array([1, -1, -1, -1, -1])
+    named = name_clusters(centers, text, nouns, np.zeros((2, 1)), ["-"], [3, 2], top=2, nameable=nameable,
+                          alias=alias)
+    assert [n["name"] for n in named] == ["spring peeper", "ship"]
+    assert named[0]["nearest_nouns"][0] == {"noun": "spring peeper", "cosine": 1.0, "as": "Hyla crucifer"}
+    assert named[0]["nearest_nouns"][1] == {"noun": "giant hyssop", "cosine": pytest.approx(0.9)}
+    # a penalty (a prior, a hubness correction) moves a noun down the ranking
+    penalised = name_clusters(centers, text, nouns, np.zeros((2, 1)), ["-"], [3, 2], top=2, nameable=nameable,
+                              alias=alias, penalty=np.array([0, 0.2, 0, 0, 0]))
+    assert penalised[0]["name"] == "giant hyssop"
+    with pytest.raises(LaicError, match="alias must be"):
+        name_clusters(centers, text, nouns, np.zeros((2, 1)), ["-"], [3, 2], alias=np.array([9, -1, -1, -1, -1]))
+
+
+def test_glosses_follow_the_names_they_explain():
+    from laic_core.method.naming import with_glosses
+    from laic_core.text.wordnet import gloss
+
+    entries = [{"cluster": 0, "size": 3, "empty": False, "name": "ketch",
+                "nearest_nouns": [{"noun": "ketch", "cosine": 0.9}, {"noun": "Paris", "cosine": 0.8}],
+                "member_nouns": [{"noun": "yawl", "weight": 0.5}]},
+               {"cluster": 1, "size": 0, "empty": True, "name": "", "nearest_nouns": [], "member_nouns": []}]
+    out = with_glosses(entries, gloss)
+    assert list(out[0])[:5] == ["cluster", "size", "empty", "name", "gloss"]  # the report's column order
+    assert out[0]["gloss"].startswith("a sailing vessel with two masts")
+    assert out[0]["nearest_nouns"][0]["gloss"] == out[0]["gloss"] and "gloss" not in out[0]["nearest_nouns"][1]
+    assert out[0]["member_nouns"][0]["gloss"].startswith("a ship's small boat")
+    assert "gloss" not in out[1]

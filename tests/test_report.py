@@ -433,3 +433,19 @@ def test_run_with_seeds_runs_every_dataset_once_per_seed(tmp_path, monkeypatch):
     assert clash.exit_code != 0 and "seeds come from --seeds" in str(clash.exception)
     stray = CliRunner().invoke(app, ["run", "-d", "cifar10", "stl10", "--dry-run"])
     assert stray.exit_code != 0 and "its own -d" in str(stray.exception)
+
+
+def test_the_report_says_what_each_name_and_runner_up_means():
+    from laic_core.views.report import glossary
+
+    names = [{"cluster": 0, "size": 5, "name": "ketch", "gloss": "a sailing vessel with two masts",
+              "nearest_nouns": [{"noun": "ketch", "cosine": 0.9, "gloss": "a sailing vessel with two masts"},
+                                {"noun": "yawl", "cosine": 0.8, "gloss": "a small | boat"},
+                                {"noun": "Paris", "cosine": 0.7}]},
+             {"cluster": 1, "size": 0, "empty": True, "name": "", "nearest_nouns": [{"noun": "x", "gloss": "y"}]}]
+    assert glossary(names).splitlines() == ["- **ketch**: a sailing vessel with two masts",
+                                            "- **yawl**: a small \\| boat"]
+    table = clusters_table(names)
+    assert table.splitlines()[0].startswith("| cluster | size | name | gloss | nearest nouns |")
+    report = render_report({"ours": {"acc": 0.5, "nmi": 0.4, "ari": 0.3}}, {}, clusters=names)
+    assert "### What the words mean" in report and "- **yawl**: a small \\| boat" in report

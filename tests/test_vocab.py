@@ -507,7 +507,8 @@ def test_proper_nouns_are_wordnets_instances():
 
 def test_taxonomic_names_and_rare_nouns_are_flagged():
     for noun in ("Oryx gazella", "family Chlamydiaceae", "genus Oryx", "order Pleuronectiformes", "subgenus",
-                 "Homo sapiens", "Zapus hudsonius"):
+                 "Homo sapiens", "Zapus hudsonius", "E. coli",
+                 "family Cyrilliaceae", "Clavicipitaceae"):  # WordNet files these two under organisms
         assert "taxonomic" in noun_flags(noun), noun
     for noun in ("oryx", "family", "order", "dog", "Dutch elm", "garbage truck", "golden retriever"):
         assert "taxonomic" not in noun_flags(noun), noun
@@ -529,7 +530,8 @@ def test_glosses_say_what_a_name_means_and_never_show_an_excluded_word():
         assert not any(exclusion_reasons(word) for word in text.split()), noun
 
 
-@pytest.mark.parametrize("name", ["wordnet_flags.tsv.gz", "excluded_words.tsv.gz", "wordnet_glosses.tsv.gz"])
+@pytest.mark.parametrize("name", ["wordnet_flags.tsv.gz", "excluded_words.tsv.gz", "wordnet_glosses.tsv.gz",
+                                  "wordnet_common_names.tsv.gz"])
 def test_shipped_lists_are_reproducible_gzip(name):
     raw = (importlib.resources.files("laic_core.text") / name).read_bytes()
     assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\x00\x00\x00\x00" and raw[3] & 0x08 == 0

@@ -401,6 +401,24 @@ def consistency_filter(knn_idx, pseudo_labels, min_agreement: float = 1.0) -> np
     return n_same >= agreeing_neighbours_needed(knn_idx.shape[1], min_agreement)
 
 
+# neighbors.space -> the no-train clustering (a column of the relation stage's assignments) that gives
+# the pseudo-labels: the relation rows' k-means (the paper's), or the image features' for the ablation
+# without relational signal, whose neighbours are mined among the image features too.
+PSEUDO_LABELS = {"relation": "ours_notrain", "image": "clip_kmeans"}
+FILTERS = ("consistency", "none")
+
+
+def reliable_mask(knn_idx, pseudo_labels, min_agreement: float = 1.0, filter: str = "consistency") -> np.ndarray:
+    """The reliable samples: `consistency_filter`'s, or every sample with ``filter="none"`` (the
+    ablation without the filter, where every image's pseudo-label anchors the training)."""
+    if filter not in FILTERS:
+        raise LaicError(f"neighbors.filter: {filter!r} is not one of {', '.join(FILTERS)}")
+    if filter == "none":
+        knn_idx, labels = _check_knn_labels(knn_idx, pseudo_labels, "pseudo_labels")
+        return np.ones(labels.shape[0], dtype=bool)
+    return consistency_filter(knn_idx, pseudo_labels, min_agreement)
+
+
 def agreeing_neighbours_needed(k: int, min_agreement: float) -> int:
     """How many of its k neighbours must share an image's pseudo-label for it to be reliable.
 

@@ -47,6 +47,11 @@ class PromptLearner(torch.nn.Module):
     starts as N(0, 0.02^2) noise drawn from `seed` (the prefix is dropped, as
     in CoOp's random initialisation).
 
+    With ``random_init`` (the ablation `centers.init: random`), every context
+    starts as N(0, 0.02^2) noise drawn from `seed` whatever the template, and
+    the words may be empty: prompt k is then ``[SOT] X_1..X_n . [EOT]``, a
+    center tied to no noun.
+
     Two clusters with the same initial word and a template-initialised context
     start as the same center and, by symmetry, receive identical gradients for
     ever; give clusters distinct words (`cluster_init_nouns` does) or use a
@@ -73,6 +78,7 @@ class PromptLearner(torch.nn.Module):
         seed: seeds the random context initialisation.
         model_name: named in error messages.
         chunk_size: prompts per pass through the tower (see Memory above).
+        random_init: random context vectors even where the template could start them (see above).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class PromptLearner(torch.nn.Module):
         seed: int = 0,
         model_name: str | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        random_init: bool = False,
     ):
         super().__init__()
         tower = model if isinstance(model, TextTower) else TextTower(model)
@@ -114,7 +121,7 @@ class PromptLearner(torch.nn.Module):
         init_words = [str(w) for w in init_words]
         if not init_words:
             raise LaicError("init_words is empty: give one initial word per cluster")
-        if any(not w.strip() for w in init_words):
+        if not random_init and any(not w.strip() for w in init_words):
             raise LaicError("init_words has an empty word; give one non-empty word per cluster")
         prefix, _ = _split_template(template)
 
@@ -132,7 +139,7 @@ class PromptLearner(torch.nn.Module):
 
         sot, eot = int(tokenizer.sot_token_id), int(tokenizer.eot_token_id)
         prefix_ids = tokenizer.encode(prefix) if prefix else []
-        self.template_init = len(prefix_ids) == n_ctx
+        self.template_init = len(prefix_ids) == n_ctx and not random_init
         # Placeholder ids under the context vectors: replaced by `ctx` before the
         # tower, but argmax pooling finds EOT as the largest id, so they must be smaller.
         ctx_ids = list(prefix_ids) if self.template_init else tokenizer.encode("X") * n_ctx

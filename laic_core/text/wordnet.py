@@ -4,8 +4,10 @@ Reads two lists that ``scripts/make_wordnet_nouns.py`` derives from WordNet 3.0:
 ``wordnet_flags.tsv.gz`` (per noun: ``proper``, a WordNet instance such as a
 person or a place; ``taxonomic``, a taxonomic group or a binomial such as
 "family Chlamydiaceae" or "Oryx gazella"; ``rare``, no sense of the noun nor of
-its head word tagged in SemCor) and ``wordnet_glosses.tsv.gz`` (the definition
-of a noun's most frequent sense). Neither changes what the vocabulary holds
+its head word tagged in SemCor), ``wordnet_common_names.tsv.gz`` (the common
+name of a taxonomic noun's organism: "Hyla crucifer" is a "spring peeper") and
+``wordnet_glosses.tsv.gz`` (the definition of a noun's most frequent sense).
+None changes what the vocabulary holds
 (`laic_core.text.vocab` decides that), only which of its nouns are shown as
 names and with what gloss, so a change here never re-encodes a vocabulary.
 """
@@ -21,6 +23,7 @@ PROPER, TAXONOMIC, RARE = "proper", "taxonomic", "rare"
 NAMING_FLAGS = (PROPER, TAXONOMIC, RARE)
 _FLAGS_RESOURCE = "wordnet_flags.tsv.gz"
 _GLOSSES_RESOURCE = "wordnet_glosses.tsv.gz"
+_COMMON_NAMES_RESOURCE = "wordnet_common_names.tsv.gz"
 
 
 def _read_tsv(name: str) -> list[tuple[str, str]]:
@@ -69,6 +72,26 @@ def flag_mask(nouns: Sequence[str], flag: str) -> list[bool]:
 def proper_nouns(nouns: Sequence[str]) -> list[bool]:
     """Per noun: True when WordNet knows it as a proper noun (an instance: a person, a place)."""
     return flag_mask(nouns, PROPER)
+
+
+def nameable_nouns(nouns: Sequence[str], *, proper: bool = False, taxonomic: bool = False,
+                   rare: bool = True) -> list[bool]:
+    """Per noun: may it name a cluster? Proper nouns, taxonomic names and rare nouns only where allowed
+    (`centers.name_proper_nouns`, `name_taxonomic`, `name_rare`)."""
+    barred = {flag for flag, allowed in ((PROPER, proper), (TAXONOMIC, taxonomic), (RARE, rare)) if not allowed}
+    return [not (noun_flags(noun) & barred) for noun in nouns]
+
+
+@functools.lru_cache(maxsize=1)
+def _common_names() -> dict[str, str]:
+    return dict(_read_tsv(_COMMON_NAMES_RESOURCE))
+
+
+def common_names(nouns: Sequence[str]) -> list[str | None]:
+    """Per noun: the name a person would use for a taxonomic noun's organism ("Oryx gazella": "gemsbok";
+    a WordNet synonym that is not taxonomic), None for other nouns and for taxa without one ("genus Oryx")."""
+    table = _common_names()
+    return [table.get(noun) for noun in nouns]
 
 
 @functools.lru_cache(maxsize=1)

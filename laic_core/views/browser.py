@@ -35,7 +35,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -88,7 +88,8 @@ class MethodView:
     score: (N,) the score its members are ordered by (its confidence, or another
     per-image score); names: (n_clusters,) the name of the cluster each id ends
     in ("" unnamed); raw_names: the run's names, before renames; runner_ups:
-    per cluster the next nouns, when the method names its clusters.
+    per cluster the next nouns, when the method names its clusters; glosses:
+    {noun: its WordNet gloss} for the names and runner-ups that have one.
     """
 
     name: str
@@ -101,6 +102,7 @@ class MethodView:
     raw_names: Sequence[str] | None = None
     runner_ups: Sequence[Sequence[str]] | None = None
     corrections: Corrections | None = None
+    glosses: Mapping[str, str] | None = None  # what a shown name or runner-up means (WordNet), by noun
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -227,6 +229,9 @@ def cluster_records(view: MethodView, members: Sequence[np.ndarray], junk: np.nd
         if key != JUNK_KEY:
             record["runner_ups"] = list(view.runner_ups[k]) if view.runner_ups else []
             record["change"] = describe(corr, k, view.raw_names)
+            if view.glosses:  # what the name and each runner-up mean ("" where WordNet has no gloss)
+                record["gloss"] = view.glosses.get(record["name"], "")
+                record["runner_up_glosses"] = [view.glosses.get(n, "") for n in record["runner_ups"]]
         if classes is not None:
             known = classes[rows][classes[rows] >= 0]
             record["classes"] = _top_counts(known, n_classes, 3) if known.size else []

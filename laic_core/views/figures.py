@@ -205,6 +205,38 @@ def pseudo_accuracy_figure(subsets: Sequence[str], accuracies: Sequence[float],
     return fig
 
 
+def notrain_figure(datasets: Sequence[str], methods: Sequence[str], acc, sd=None, *,
+                   title: str = "Fig. 4: clustering without training") -> Figure:
+    """Grouped bars: per dataset, the ACC of each no-train method (the paper's Fig. 4: k-means on the
+    rows of C against CLIP k-means and TAC without training), with the sd over seeds as error bars.
+
+    acc, sd: (datasets, methods) in percent; NaN where a dataset lacks a method.
+    """
+    acc = np.asarray(acc, dtype=np.float64)
+    if acc.shape != (len(datasets), len(methods)) or acc.size == 0:
+        raise LaicError(f"acc must be (datasets, methods) = ({len(datasets)}, {len(methods)}), got {acc.shape}")
+    sd = np.zeros_like(acc) if sd is None else np.nan_to_num(np.asarray(sd, dtype=np.float64))
+    fig = _new_figure(max(5.0, 1.4 * len(datasets) + 2.0), 3.8)
+    ax = fig.add_subplot()
+    width = 0.8 / len(methods)
+    x = np.arange(len(datasets))
+    for j, method in enumerate(methods):
+        bars = ax.bar(x + (j - (len(methods) - 1) / 2) * width, np.nan_to_num(acc[:, j]), width,
+                      yerr=sd[:, j], capsize=3, label=method)
+        for bar, value in zip(bars, acc[:, j]):
+            if np.isfinite(value):
+                ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, list(datasets))
+    ax.set_ylabel("ACC (%)")
+    top = np.nanmax(acc + sd) if np.isfinite(acc).any() else 100.0
+    ax.set_ylim(0, min(100.0, top * 1.2 + 2))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
 def training_figure(steps: Sequence[float], series: Mapping[str, Sequence[float]], *,
                     title: str = "Training of the semantic centers", x_label: str = "step") -> Figure:
     """One small panel per logged quantity (loss, consistency, ...) against the optimiser step."""

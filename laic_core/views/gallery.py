@@ -257,6 +257,19 @@ def cluster_entries(names: Sequence[Mapping[str, Any]], thumbnails: Sequence[Seq
     return out
 
 
+def name_glosses(names: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """{noun: its gloss} of every name, nearest noun and member noun of `names.json` that has one
+    (the centers stage writes them: `laic_core.method.naming.with_glosses`)."""
+    out: dict[str, str] = {}
+    for entry in names:
+        if entry.get("name") and entry.get("gloss"):
+            out.setdefault(str(entry["name"]), str(entry["gloss"]))
+        for item in list(entry.get("nearest_nouns", [])) + list(entry.get("member_nouns", [])):
+            if isinstance(item, Mapping) and item.get("gloss"):
+                out.setdefault(str(item["noun"]), str(item["gloss"]))
+    return out
+
+
 # ------------------------------------------------------------------ figures
 
 # Layout in pixels at DPI (converted to figure fractions once), so text and

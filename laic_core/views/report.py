@@ -152,6 +152,22 @@ def clusters_table(clusters: Sequence[Any]) -> str:
     return markdown_table(header, rows, align)
 
 
+def glossary(clusters: Sequence[Any]) -> str:
+    """A Markdown list "- **noun**: gloss" of the names and of the nouns the clusters table shows
+    (the first few of each list), each once, for those names.json gives a gloss."""
+    seen: dict[str, str] = {}
+    for entry in clusters:
+        if not isinstance(entry, Mapping) or entry.get("empty"):
+            continue
+        if entry.get("name") and entry.get("gloss"):
+            seen.setdefault(str(entry["name"]), str(entry["gloss"]))
+        for key in ("nearest_nouns", "member_nouns"):
+            for item in list(entry.get(key) or [])[:_NOUNS_SHOWN]:
+                if isinstance(item, Mapping) and item.get("gloss"):
+                    seen.setdefault(noun_text(item), str(item["gloss"]))
+    return "\n".join(f"- **{_cell(noun)}**: {_cell(text)}" for noun, text in seen.items())
+
+
 def _purity_table(purity: Mapping[str, Mapping[str, float]]) -> str:
     spaces = list(purity)
     ks = list(dict.fromkeys(k for space in spaces for k in purity[space]))
@@ -371,6 +387,10 @@ def render_report(
                      + "\n\n".join(f"![gallery page {i + 1}]({path})" for i, path in enumerate(gallery)))
     if clusters:
         parts.append("## Clusters\n\n" + clusters_table(clusters))
+        words = glossary(clusters)
+        if words:
+            parts.append("### What the words mean\n\nWordNet's gloss of each name and runner-up noun above "
+                         "(of its most frequent sense):\n\n" + words)
     section = diagnostics_section(diagnostics)
     if section:
         parts.append("## Diagnostics\n\n" + section)

@@ -240,6 +240,25 @@ var LAIC = (function () {
     return el("div", {class: "overlap", text: "in " + (info ? info.title : other) + ": " + parts.join(", ")});
   }
 
+  // Runner-up nouns: on a card one line, each noun's WordNet gloss as its tooltip; on a cluster page
+  // one line per noun with its gloss.
+  function alsoLine(rec) {
+    var glosses = rec.runner_up_glosses || [];
+    var parts = ["also: "];
+    rec.runner_ups.forEach(function (noun, i) {
+      if (i) parts.push(", ");
+      parts.push(glosses[i] ? el("span", {class: "glossed", title: glosses[i], text: noun}) : noun);
+    });
+    return el("div", {class: "also"}, parts);
+  }
+
+  function alsoList(rec) {
+    var glosses = rec.runner_up_glosses || [];
+    return el("div", {class: "also"}, ["also:"].concat(rec.runner_ups.map(function (noun, i) {
+      return el("div", {class: "also-noun"}, [el("b", {text: noun})].concat(glosses[i] ? [" \u2013 " + glosses[i]] : []));
+    })));
+  }
+
   function describe(rec, info) {
     var bits = [rec.size + (rec.size === 1 ? " image" : " images")];
     if (rec.mean_score !== null && rec.mean_score !== undefined) bits.push("mean " + info.score + " " + score(rec.mean_score));
@@ -325,8 +344,9 @@ var LAIC = (function () {
       }));
       var children = [
         el("h2", {}, [el("a", {class: "title", href: href}, [el("span", {class: "cid", text: junk ? "\u2013" : String(rec.id)}), " ", name])]),
+        rec.gloss ? el("div", {class: "gloss", text: rec.gloss}) : null,
         el("div", {class: "meta", text: describe(rec, info)}),
-        rec.runner_ups && rec.runner_ups.length ? el("div", {class: "also", text: "also: " + rec.runner_ups.join(", ")}) : null,
+        rec.runner_ups && rec.runner_ups.length ? alsoLine(rec) : null,
         strip,
         classMix(rec),
         overlap(rec, s.c),
@@ -430,8 +450,9 @@ var LAIC = (function () {
       head.appendChild(el("h1", {}, [el("span", {class: "cid", text: rec.id === "junk" ? "\u2013" : String(rec.id)}), " ",
                                      el("span", {class: "name", text: rec.name || "(unnamed)"}),
                                      el("span", {class: "muted", text: "  " + info.title})]));
+      if (rec.gloss) head.appendChild(el("div", {class: "gloss", text: rec.gloss}));
       head.appendChild(el("div", {class: "meta", text: describe(rec, info)}));
-      if (rec.runner_ups && rec.runner_ups.length) head.appendChild(el("div", {class: "also", text: "also: " + rec.runner_ups.join(", ")}));
+      if (rec.runner_ups && rec.runner_ups.length) head.appendChild(alsoList(rec));
       var mix = classMix(rec);
       if (mix) head.appendChild(mix);
       var other = overlap(rec, s.c);
