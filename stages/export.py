@@ -8,8 +8,9 @@ images go to OUT/junk/), and writes OUT/clusters.csv (row, source, cluster,
 name, path). Symbolic links by default (instant, no space; absolute, so OUT
 can move); benchmark images that are not files are written as PNG. It never
 writes into a non-empty OUT unless told (--force), never touches the source
-images, and refuses a clusters.yaml edited since the table was written (run
-`dvc repro` first, so the folders are what the table, the report and the
+images, refuses an OUT inside the dataset's folder (the next run would cluster
+the exported images) and a clusters.yaml edited since the table was written
+(run `dvc repro` first, so the folders are what the table, the report and the
 browser say). Not a DVC stage: it reads the pipeline's outputs and writes only OUT.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import typer
 
 from laic_core.artifacts import load_parquet, load_parquet_meta
-from laic_core.data.export import MODES, plan_export, write_export
+from laic_core.data.export import MODES, inside, plan_export, write_export
 from laic_core.errors import LaicError
 from laic_core.scoring.corrections import (
     assignment_column, corrections_record, load_corrections, same_record, table_methods,
@@ -56,6 +57,11 @@ def main(
     if out.is_file():
         raise LaicError(f"{out} is a file; give the folder to export into (a new one, or an empty one)")
     params = open_stage(params_file).params
+    ds = params.dataset
+    if ds.kind == "imagefolder" and inside(out, ds.root):
+        raise LaicError(f"{out} is inside {ds.root}, the images being clustered (dataset.root in {params_file}): "
+                        f"the next `dvc repro` would cluster the exported images as new ones; export into a "
+                        f"folder outside {ds.root}")
     table = load_parquet(layout.ASSIGNMENTS_PARQUET)
     present = table_methods(table.columns)
     if method not in present:
@@ -68,7 +74,6 @@ def main(
     names = table[f"{method}_name"].fillna("").astype(str).tolist() if f"{method}_name" in table.columns \
         else [""] * len(table)
     plan = plan_export(sources, table[assignment_column(table.columns, method)].to_numpy(), names)
-    ds = params.dataset
     load, problem = dataset_loader(sources, ds.kind, ds.name, ds.root, ds.eval_split)
     if problem:
         raise LaicError(f"the images are a benchmark's, to be written as PNG, but: {problem}")
