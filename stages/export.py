@@ -11,7 +11,8 @@ writes into a non-empty OUT unless told (--force), never touches the source
 images, refuses an OUT inside the dataset's folder (the next run would cluster
 the exported images) and a clusters.yaml edited since the table was written
 (run `dvc repro` first, so the folders are what the table, the report and the
-browser say). Not a DVC stage: it reads the pipeline's outputs and writes only OUT.
+browser say: lines written for another run carried or set aside as evaluate
+resolved them). Not a DVC stage: it reads the pipeline's outputs and writes only OUT.
 """
 
 from __future__ import annotations
@@ -25,23 +26,14 @@ import typer
 from laic_core.artifacts import load_parquet, load_parquet_meta
 from laic_core.data.export import MODES, inside, plan_export, write_export
 from laic_core.errors import LaicError
-from laic_core.scoring.corrections import (
-    assignment_column, corrections_record, load_corrections, same_record, table_methods,
-)
+from laic_core.scoring.corrections import assignment_column, table_methods
 from laic_core.views.gallery import dataset_loader
 from stages import layout
+from stages.corrections import applied, outcomes
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
 app = stage_app()
-
-
-def check_corrections_applied(applied: dict, counts: dict[str, int]) -> None:
-    """Stop when clusters.yaml says something else than what the per-image table applied."""
-    now = corrections_record(load_corrections(layout.CORRECTIONS, counts))
-    if not same_record(now, applied):
-        raise LaicError(f"{layout.CORRECTIONS} changed since {layout.ASSIGNMENTS_PARQUET} was written; run "
-                        "`dvc repro` first, so that the export lays out what the table and the browser show")
 
 
 @app.command()
@@ -67,9 +59,14 @@ def main(
     if method not in present:
         raise LaicError(f"--method {method!r}: {layout.ASSIGNMENTS_PARQUET} has no such method's clusters "
                         f"(it has {', '.join(present)})")
-    K = params.dataset.num_clusters
-    check_corrections_applied(load_parquet_meta(layout.ASSIGNMENTS_PARQUET).get("corrections") or {},
-                              {m: max(K, int(table[m].max()) + 1) for m in present})
+    meta = load_parquet_meta(layout.ASSIGNMENTS_PARQUET)
+    applied(meta, "export")  # clusters.yaml still says what the table applied
+    moved = [o for o in outcomes(meta) if o["method"] == method]
+    if moved:
+        print(f"export: {len(moved)} line(s) of {layout.CORRECTIONS} about {method} were written for other clusters "
+              f"and are carried or set aside as {layout.REPORT} says:", file=sys.stderr)
+        for o in moved:
+            print(f"export:   {o['where']}: {o['line']} {o['status']}", file=sys.stderr)
     sources = table["source"].astype(str).tolist()
     names = table[f"{method}_name"].fillna("").astype(str).tolist() if f"{method}_name" in table.columns \
         else [""] * len(table)

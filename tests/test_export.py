@@ -171,17 +171,29 @@ def test_export_of_a_thousand_images_takes_seconds_and_matches_the_table(tmp_pat
     assert sorted(p.name for p in Path("by_kmeans").iterdir()) == [str(k) for k in range(10)] + ["clusters.csv"]
 
 
+def _evaluated(table: pd.DataFrame, K: int) -> pd.DataFrame:
+    """The per-image table as evaluate writes it: clusters.yaml resolved against its clusters of ours."""
+    from laic_core.scoring.corrections import corrected_labels, corrections_record
+    from stages.corrections import resolve_run
+
+    fixes = resolve_run(table["source"].tolist(), {"ours": table["ours"].to_numpy()}, {"ours": K})
+    fix = fixes.corrections.get("ours")
+    if fix:
+        table["ours_corrected"] = fixed = corrected_labels(table["ours"].to_numpy(), fix, K)
+        table["ours_name"] = [f"name {k}" if k >= 0 else "junk" for k in fixed]  # as evaluate names them
+    save_parquet("data/evaluate/assignments.parquet", table, {"corrections": corrections_record(fixes.corrections),
+                                                              **fixes.meta()})
+    return table
+
+
 def test_export_follows_the_corrections_and_refuses_a_file_edited_since(tmp_path, monkeypatch):
     from stages.export import main as export
 
     monkeypatch.chdir(tmp_path)
     table = _project(tmp_path, 60, K=4)
-    fixed = np.where(table["ours"] == 3, 1, np.where(table["ours"] == 2, -1, table["ours"]))
-    record = {"ours": {"rename": {}, "merge": {"3": 1}, "junk": [2]}}
-    table["ours_corrected"] = fixed
-    table["ours_name"] = [f"name {k}" if k >= 0 else "junk" for k in fixed]  # as evaluate names them
-    save_parquet("data/evaluate/assignments.parquet", table, {"corrections": record})
     Path("clusters.yaml").write_text("- {merge: [1, 3]}\n- {junk: 2}\n")
+    _evaluated(table, K=4)
+    fixed = np.where(table["ours"] == 3, 1, np.where(table["ours"] == 2, -1, table["ours"]))
     export(Path("out"), "ours", "symlink", False, Path("params.yaml"))
     listed = pd.read_csv("out/clusters.csv")
     assert listed["cluster"].tolist() == fixed.tolist()

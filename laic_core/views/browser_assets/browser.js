@@ -174,16 +174,58 @@ var LAIC = (function () {
 
   // ---------------------------------------------------------------- the lines to paste
 
+  /* Every line names the run it was written for (the fingerprint of the method's partition), so that
+     a later run with other clusters carries it to the right cluster or sets it aside. */
+  function runTail(methodName) {
+    var info = method(methodName);
+    return info && info.run ? ", run: " + info.run + "}" : "}";
+  }
+
   function renameLine(methodName, id, name) {
-    return "- {method: " + methodName + ", rename: " + id + ", to: " + JSON.stringify(name) + "}";
+    return "- {method: " + methodName + ", rename: " + id + ", to: " + JSON.stringify(name) + runTail(methodName);
   }
 
   function mergeLine(methodName, ids) {
-    return "- {method: " + methodName + ", merge: [" + ids.join(", ") + "]}";
+    return "- {method: " + methodName + ", merge: [" + ids.join(", ") + "]" + runTail(methodName);
   }
 
   function junkLine(methodName, id) {
-    return "- {method: " + methodName + ", junk: " + id + "}";
+    return "- {method: " + methodName + ", junk: " + id + runTail(methodName);
+  }
+
+  /* The overview's notice: the lines of clusters.yaml written for other clusters than this run's,
+     carried to this run's clusters or set aside. */
+  function movedNotice() {
+    var moved = store.run.moved || [];
+    var box = $("moved");
+    if (!box || !moved.length) return;
+    var carried = moved.filter(function (o) { return o.status === "carried"; });
+    var aside = moved.filter(function (o) { return o.status !== "carried"; });
+    var head = [];
+    if (carried.length) head.push(carried.length + (carried.length === 1 ? " line" : " lines") + " carried to this run's clusters");
+    if (aside.length) head.push(aside.length + (aside.length === 1 ? " line" : " lines") + " set aside (not applied)");
+    box.textContent = "";
+    box.appendChild(el("h2", {}, [el("code", {text: "clusters.yaml"}), ": " + head.join(", ")]));
+    box.appendChild(el("p", {class: "muted", text: "These lines were written for other clusters than this run's " +
+      "(the seed, K, the images or a setting changed since). A line is carried to the cluster that holds most " +
+      "of its cluster's images when that cluster is mostly those images; otherwise it is set aside, and you " +
+      "decide where it belongs."}));
+    var list = el("ul", {});
+    moved.forEach(function (o) {
+      var status = o.status === "carried" ? "carried" : "set aside";
+      var item = el("li", {class: o.status === "carried" ? "carried" : "aside"}, [
+        el("span", {class: "where", text: o.where + " "}), el("code", {text: o.line}), " ",
+        el("strong", {text: status}), o.detail ? ": " + o.detail : ""
+      ]);
+      if (o.rewrite) {
+        item.appendChild(el("br"));
+        item.appendChild(el("span", {class: "muted", text: "for this run: "}));
+        item.appendChild(el("code", {class: "paste", title: "paste this in place of the old line", text: o.rewrite}));
+      }
+      list.appendChild(item);
+    });
+    box.appendChild(list);
+    box.hidden = false;
   }
 
   /* Rename (and, on a cluster page, merge) a cluster: the line for clusters.yaml follows the inputs. */
@@ -341,6 +383,7 @@ var LAIC = (function () {
     }
 
     window.addEventListener("hashchange", render);
+    movedNotice();
     render();
   }
 
