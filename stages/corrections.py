@@ -172,8 +172,10 @@ def resolve_run(sources: Sequence[str], assignments: Mapping[str, np.ndarray],
     current = partitions_of(sources, assignments, counts)
     store = load_store()
     wanted = {line.run for line in lines if line.run} | {r for v in store.bindings.values() for r in v if r}
-    resolution = resolve(lines, current, store.partitions(sources, wanted - {p.run for p in current.values()}),
-                         store.bindings, str(layout.CORRECTIONS), problems)
+    # the partitions the lines name; one may also be another method's partition in this run (methods that
+    # cluster alike, or put every image in one cluster, share a fingerprint)
+    known = {**store.partitions(sources, wanted), **{p.run: p for p in current.values()}}
+    resolution = resolve(lines, current, known, store.bindings, str(layout.CORRECTIONS), problems)
     return RunCorrections(lines, current, resolution, updated_store(store, sources, current, resolution))
 
 

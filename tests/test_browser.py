@@ -198,7 +198,7 @@ def test_overview_in_chromium_shows_one_card_per_cluster_with_its_name(made, tmp
     head = notice.find_all("h2")[0]  # (Node.text() puts a node's own text before its children's)
     assert head.find_all("code")[0].text() == "clusters.yaml"
     assert "".join(head.text_parts) == ": 1 line carried to this run's clusters, 1 line set aside (not applied)"
-    carried, aside = notice.find_all("li")
+    (carried,), (aside,) = notice.find_all("li", cls="carried"), notice.find_all("li", cls="aside")
     assert [c.text() for c in carried.find_all("code")] == [MOVED[0]["line"], MOVED[0]["rewrite"]]
     assert carried.find_all("strong")[0].text() == "carried"
     assert ": 3 \u2192 cluster 0: 88% of its images (57 of 65), 93% of cluster 0" in carried.text()

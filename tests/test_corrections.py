@@ -13,9 +13,9 @@ from laic_core.errors import LaicError
 import yaml
 
 from laic_core.scoring.corrections import (
-    APPLIED, CARRIED, JUNK, SET_ASIDE, Corrections, Partition, as_partition, carry, check_corrections,
-    corrected_labels, corrected_names, corrections_record, fingerprint, load_corrections, parse_corrections,
-    parse_lines, read_corrections, resolve, sources_digest,
+    APPLIED, CARRIED, JUNK, SET_ASIDE, Corrections, Partition, as_partition, carry, corrected_labels,
+    corrected_names, corrections_record, fingerprint, parse_corrections, parse_lines, read_corrections, resolve,
+    sources_digest,
 )
 from laic_core.scoring.evaluation import corrected_scores
 from tests.test_evaluate import PRED_OURS, Y_EVAL, run_evaluate, write_artifacts, write_params
@@ -56,7 +56,7 @@ def test_every_problem_of_a_file_is_named_in_one_error_with_its_line(tmp_path):
                     "- {rename: 8, to: x, junk: 8}\n"      # 9: two actions
                     "- {colour: red}\n")                   # 10: unknown key
     with pytest.raises(LaicError) as err:
-        load_corrections(path, {"ours": 10})
+        parse_corrections(*_read(path))
     message = str(err.value)
     assert "has 9 problem(s)" in message
     for expected in ("line 1: unknown method 'ourz' (the methods are clip_kmeans",
@@ -69,28 +69,37 @@ def test_every_problem_of_a_file_is_named_in_one_error_with_its_line(tmp_path):
         assert expected in message
     path.write_text("rename: 3\n")
     with pytest.raises(LaicError, match=r"must be a list of corrections, one per line"):
-        load_corrections(path, {"ours": 10})
+        parse_corrections(*_read(path))
     path.write_text("- {rename: 3, to: [unclosed\n")
     with pytest.raises(LaicError, match=r"not valid YAML"):
-        load_corrections(path, {"ours": 10})
+        parse_corrections(*_read(path))
+
+
+def _read(path: Path) -> tuple:
+    raw, lines = read_corrections(path)
+    return raw, str(path), lines
 
 
 def test_a_file_is_checked_against_the_run():
-    with pytest.raises(LaicError, match=r"ours: unknown cluster id\(s\) 10, 12: the run has clusters 0\.\.9"):
-        check_corrections(parse_corrections([{"rename": 12, "to": "x"}, {"junk": 10}]), {"ours": 10})
-    with pytest.raises(LaicError, match=r"method 'scan' has no clusters in this run \(it has ours\)"):
-        check_corrections(parse_corrections([{"method": "scan", "junk": 0}]), {"ours": 10})
+    def run(entries, n=10, labels=None):
+        labels = np.arange(n) if labels is None else labels
+        return resolve(_lines(*entries), {"ours": Partition.of("gaaaaaaa", labels, n)}, {})
+
+    # ids or a method the run does not have: set aside (the line may be another run's), never an error
+    res = run([{"rename": 12, "to": "x"}, {"junk": 10}, {"method": "scan", "junk": 0}])
+    assert [o.status for o in res.outcomes] == [SET_ASIDE] * 3 and res.corrections == {}
+    assert [o.detail for o in res.outcomes] == ["this run has no cluster 12 (it has 0..9)",
+                                                "this run has no cluster 10 (it has 0..9)",
+                                                "scan has no clusters in this run (it has ours)"]
     # merging everything leaves one cluster, which is fine; junking what is left leaves none
-    check_corrections(parse_corrections([{"merge": [0, 1, 2]}]), {"ours": 3})
+    assert run([{"merge": [0, 1, 2]}], 3).corrections == {"ours": Corrections(merge={1: 0, 2: 0})}
     with pytest.raises(LaicError, match=r"ours: the merges and junk leave no cluster \(of 3\)"):
-        check_corrections(parse_corrections([{"junk": [0, 1, 2]}]), {"ours": 3})
+        run([{"junk": [0, 1, 2]}], 3)
     with pytest.raises(LaicError, match=r"both junk and in the merge"):  # junk cannot undo a merge's last cluster
         parse_corrections([{"merge": [0, 1, 2]}, {"junk": 0}])
-    # with the labels, clusters that hold no image do not count as left
-    labels = {"ours": np.array([0, 0, 1, 1])}
+    # clusters that hold no image do not count as left
     with pytest.raises(LaicError, match=r"leave no cluster"):
-        check_corrections(parse_corrections([{"junk": [0, 1]}]), {"ours": 3}, labels=labels)
-    check_corrections(parse_corrections([{"junk": [0, 1]}]), {"ours": 3})  # without them, 2 is left
+        run([{"junk": [0, 1]}], 3, labels=np.array([0, 0, 1, 1]))
 
 
 def test_merges_keep_the_first_id_and_junk_becomes_minus_one():
@@ -500,3 +509,19 @@ def test_names_that_look_like_math_are_drawn_as_typed_by_evaluate(evaluated):
             in report)
     table = pd.read_parquet("data/evaluate/assignments.parquet")
     assert set(table.loc[table["ours"] == 1, "ours_name"]) == {"price $\\frac$ tag"}
+
+
+def test_a_line_is_carried_from_a_partition_another_method_has_now(tmp_path, monkeypatch):
+    """Methods that cluster alike share a fingerprint: the run a line of ours was written for may be scan's now
+    (on the tiny random model, every method put every image in one cluster)."""
+    from stages.corrections import resolve_run, save_store
+
+    monkeypatch.chdir(tmp_path)
+    sources = [f"img_{i}.png" for i in range(40)]
+    first = resolve_run(sources, {"ours": OLD}, {"ours": 4})
+    save_store(first.store)
+    Path("clusters.yaml").write_text(f"- {{rename: 1, to: cats, run: {first.current['ours'].run}}}\n- {{junk: 2}}\n")
+    save_store(resolve_run(sources, {"ours": OLD}, {"ours": 4}).store)  # binds the junk line to this run
+    now = resolve_run(sources, {"ours": np.repeat([3, 2, 1, 0], 10), "scan": OLD}, {"ours": 4, "scan": 4})
+    assert [o.status for o in now.resolution.outcomes] == [CARRIED, CARRIED]
+    assert now.corrections == {"ours": Corrections({2: "cats"}, junk=frozenset({1}))}

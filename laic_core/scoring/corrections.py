@@ -26,10 +26,10 @@ reason. Nothing is ever applied to a cluster a line was not made for, and a
 stale line never stops a run; a malformed file still does.
 
 `read_corrections` reads a file (UTF-8, a key given twice is an error),
-`parse_lines` checks each entry's structure, `parse_corrections` and
-`check_corrections` are the run-free and run-bound checks of lines taken as
-written; `corrected_labels` and `corrected_names` apply corrections to arrays.
-Every problem of a file is reported in one error.
+`parse_lines` checks each entry's structure, `parse_corrections` takes every
+line as written (for one run's ids), `resolve` binds them to runs;
+`corrected_labels` and `corrected_names` apply corrections to arrays. Every
+problem of a file is reported in one error.
 """
 
 from __future__ import annotations
@@ -355,55 +355,16 @@ def combine(entries: Sequence[Line], method: str, errors: list[str]) -> Correcti
     return Corrections(rename, merge, frozenset(junk))
 
 
-def check_corrections(corrections: Mapping[str, Corrections], cluster_counts: Mapping[str, int],
-                      source: str = "clusters.yaml", labels: Mapping[str, np.ndarray] | None = None) -> None:
-    """Check corrections taken as written against a run: {method: its number of clusters}.
-
-    A method the run does not have, an id out of 0..n-1, or corrections that
-    would leave no cluster (every cluster merged away or junk; with `labels`,
-    {method: (N,) its clusters}, every image junk) are errors. (`resolve` sets
-    such lines aside instead when they may have been written for another run.)
-    """
-    errors = []
-    for method, corr in corrections.items():
-        if method not in cluster_counts:
-            errors.append(f"method {method!r} has no clusters in this run (it has "
-                          f"{', '.join(cluster_counts) or 'none'}); remove its lines")
-            continue
-        n = int(cluster_counts[method])
-        bad = sorted(k for k in corr.ids() if k >= n)
-        if bad:
-            errors.append(f"{method}: unknown cluster id(s) {', '.join(map(str, bad))}: the run has clusters "
-                          f"0..{n - 1}")
-            continue
-        if not _clusters_left(corr, n, None if labels is None else labels.get(method)):
-            errors.append(f"{method}: the merges and junk leave no cluster (of {n}); keep at least one")
-    if errors:
-        raise LaicError(f"{source} has {len(errors)} problem(s):\n  - " + "\n  - ".join(errors))
-
-
 def _clusters_left(corr: Corrections, n: int, labels: np.ndarray | None) -> list[int]:
     if labels is None:
         return remaining_clusters(corr, n)
     return sorted(set(np.unique(corrected_labels(labels, corr, n)).tolist()) - {JUNK})
 
 
-def load_corrections(path: str | Path, cluster_counts: Mapping[str, int],
-                     labels: Mapping[str, np.ndarray] | None = None) -> dict[str, Corrections]:
-    """Read, parse and check a corrections file against a run, every line taken as written (missing: {})."""
-    raw, lines = read_corrections(path)
-    corrections = parse_corrections(raw, str(path), lines)
-    check_corrections(corrections, cluster_counts, str(path), labels)
-    return corrections
-
-
 def corrections_record(corrections: Mapping[str, Corrections]) -> dict[str, Any]:
     """{method: Corrections.record()} of the methods with corrections, sorted: what a run applied."""
     return {m: corrections[m].record() for m in sorted(corrections) if corrections[m]}
 
-
-def same_record(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    return json.dumps(a or {}, sort_keys=True) == json.dumps(b or {}, sort_keys=True)
 
 
 # ------------------------------------------------------------------ lines bound to runs
@@ -435,7 +396,8 @@ class Partition:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    """A share in percent; one decimal next to a half, where the rule's "more than half" lies."""
+    return f"{100 * x:.1f}%" if abs(x - CLEAR_SHARE) < 0.005 and x != CLEAR_SHARE else f"{100 * x:.0f}%"
 
 
 @dataclass(frozen=True)

@@ -210,21 +210,33 @@ var LAIC = (function () {
       "(the seed, K, the images or a setting changed since). A line is carried to the cluster that holds most " +
       "of its cluster's images when that cluster is mostly those images; otherwise it is set aside, and you " +
       "decide where it belongs."}));
-    var list = el("ul", {});
-    moved.forEach(function (o) {
-      var status = o.status === "carried" ? "carried" : "set aside";
-      var item = el("li", {class: o.status === "carried" ? "carried" : "aside"}, [
+    function item(o) {
+      var node = el("li", {class: o.status === "carried" ? "carried" : "aside"}, [
         el("span", {class: "where", text: o.where + " "}), el("code", {text: o.line}), " ",
-        el("strong", {text: status}), o.detail ? ": " + o.detail : ""
+        el("strong", {text: o.status === "carried" ? "carried" : "set aside"}), o.detail ? ": " + o.detail : ""
       ]);
       if (o.rewrite) {
-        item.appendChild(el("br"));
-        item.appendChild(el("span", {class: "muted", text: "for this run: "}));
-        item.appendChild(el("code", {class: "paste", title: "paste this in place of the old line", text: o.rewrite}));
+        node.appendChild(el("br"));
+        node.appendChild(el("span", {class: "muted", text: "for this run: "}));
+        node.appendChild(el("code", {class: "paste", title: "paste this in place of the old line", text: o.rewrite}));
       }
-      list.appendChild(item);
-    });
-    box.appendChild(list);
+      return node;
+    }
+    // the lines set aside need a person: always shown; many carried lines fold away
+    if (aside.length) box.appendChild(el("ul", {class: "aside-list"}, aside.map(item)));
+    if (carried.length) {
+      var list = el("ul", {class: "carried-list"}, carried.map(item));
+      var rewrites = carried.filter(function (o) { return o.rewrite; }).map(function (o) { return o.rewrite; });
+      var all = rewrites.length > 1 ? el("div", {class: "rewrites"}, [
+        el("span", {class: "muted", text: "the carried lines written for this run, to paste in place of theirs:"}),
+        el("pre", {class: "paste", text: rewrites.join("\n")})]) : null;
+      if (carried.length > 3) {
+        box.appendChild(el("details", {}, [el("summary", {text: "the " + carried.length + " lines carried"}), list, all]));
+      } else {
+        box.appendChild(list);
+        if (all) box.appendChild(all);
+      }
+    }
     box.hidden = false;
   }
 
