@@ -298,7 +298,7 @@ def test_after_a_seed_change_each_line_is_carried_or_set_aside_never_misapplied(
     # old 1 went to 0, which holds 6 of old 2's as well: still mostly old 1's (10 of 16)
     assert res.outcomes[2].ids == (1, 0) and res.outcomes[2].detail.endswith("1 \u2192 cluster 0: 100% of its "
                                                                              "images (10 of 10), 62% of cluster 0")
-    assert res.outcomes[3].detail.startswith("written for run gnot0000, which this project no longer keeps")
+    assert res.outcomes[3].detail.startswith("written for run gnot0000, which this project does not keep")
     assert res.corrections == {"ours": Corrections({2: "parachutes"}, {0: 1})}
     assert res.summary() == "2 lines carried to this run's clusters, 2 set aside"
 
@@ -414,7 +414,7 @@ def test_after_the_clusters_change_evaluate_browse_and_export_carry_or_set_aside
     assert (f'line 1: - {{method: ours, rename: 1, to: "cats", run: {first}}} carried: 1 \u2192 cluster 0: 100% of '
             "its images (10 of 10), 62% of cluster 0") in said
     assert f'for this run write it as: - {{method: ours, rename: 0, to: "cats", run: {second}}}' in said
-    assert ("line 2: - {method: ours, junk: 2} set aside: written for run " + first + ": cluster 0 holds 60% of "
+    assert ("line 2: - {method: ours, junk: 2} set aside: first seen at run " + first + ": cluster 0 holds 60% of "
             "cluster 2's images, but they are only 38% of it") in said
     table = pd.read_parquet("data/evaluate/assignments.parquet")
     assert table["ours_corrected"].tolist() == new.tolist()  # nothing junk: the line was set aside
@@ -423,7 +423,7 @@ def test_after_the_clusters_change_evaluate_browse_and_export_carry_or_set_aside
     assert fixed["ours"]["n_junk"] == 0 and fixed["ours"]["clusters"] == 3
     report = Path("metrics/report.md").read_text()
     assert "Lines written for other clusters than this run's" in report
-    assert (f"- line 2 `- {{method: ours, junk: 2}}` **set aside**: written for run {first}: cluster 0 holds 60%"
+    assert (f"- line 2 `- {{method: ours, junk: 2}}` **set aside**: first seen at run {first}: cluster 0 holds 60%"
             in report)
     assert f'for this run write it as `- {{method: ours, rename: 0, to: "cats", run: {second}}}`' in report
 

@@ -580,10 +580,12 @@ def resolve(lines: Sequence[Line], current: Mapping[str, Partition], known: Mapp
         combine([line for _, line in group], f"{method} (run {run})", errors)
         old, now = known.get(run), current[method]
         for i, line in group:
+            bound = f"written for run {run}" if line.run else f"first seen at run {run}"
             if old is None:
                 outcome[i] = Outcome(line, SET_ASIDE, run=run, detail=(
-                    f"written for run {run}, which this project no longer keeps (it keeps the runs its lines "
-                    f"were written for and the last ones); write it again for this run: {now.run}"))
+                    f"{bound}, which this project does not keep (it keeps the runs its lines name and the last "
+                    f"two of each method), so nothing says where that cluster is now; write the line for this "
+                    f"run (run: {now.run})"))
                 continue
             bad = [k for k in line.ids if k >= old.n_clusters]
             if bad:
@@ -594,7 +596,7 @@ def resolve(lines: Sequence[Line], current: Mapping[str, Partition], known: Mapp
             said = "; ".join(m.text() for m in matches)
             if not all(m.clear for m in matches):
                 unclear = "; ".join(m.text() for m in matches if not m.clear)
-                outcome[i] = Outcome(line, SET_ASIDE, run=run, detail=f"written for run {run}: {unclear}")
+                outcome[i] = Outcome(line, SET_ASIDE, run=run, detail=f"{bound}: {unclear}")
                 continue
             targets = tuple(dict.fromkeys(m.best for m in matches))
             if line.action == "merge" and len(targets) < 2:
