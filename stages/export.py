@@ -62,11 +62,6 @@ def main(
     meta = load_parquet_meta(layout.ASSIGNMENTS_PARQUET)
     applied(meta, "export")  # clusters.yaml still says what the table applied
     moved = [o for o in outcomes(meta) if o["method"] == method]
-    if moved:
-        print(f"export: {len(moved)} line(s) of {layout.CORRECTIONS} about {method} were written for other clusters "
-              f"and are carried or set aside as {layout.REPORT} says:", file=sys.stderr)
-        for o in moved:
-            print(f"export:   {o['where']}: {o['line']} {o['status']}", file=sys.stderr)
     sources = table["source"].astype(str).tolist()
     names = table[f"{method}_name"].fillna("").astype(str).tolist() if f"{method}_name" in table.columns \
         else [""] * len(table)
@@ -78,6 +73,11 @@ def main(
     done = write_export(plan, out, mode=mode, load_image=load, force=force)
     print(f"export: {done['images']} images of {method} in {done['folders']} folders ({mode}) -> {out} "
           f"in {time.perf_counter() - start:.1f} s; the list: {out / 'clusters.csv'}", file=sys.stderr)
+    if moved:  # the folders follow the lines as evaluate resolved them: say so once
+        aside = [o["where"] for o in moved if o["status"] != "carried"]
+        print(f"export: {len(moved) - len(aside)} line(s) of {layout.CORRECTIONS} about {method} carried from another "
+              f"run, {len(aside)} set aside and not applied" + (f" ({', '.join(aside)})" if aside else "")
+              + f"; {layout.REPORT} says why", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -441,7 +441,8 @@ def test_after_the_clusters_change_evaluate_browse_and_export_carry_or_set_aside
     export(Path("out"), "ours", "symlink", False, Path("params.yaml"))
     listed = pd.read_csv("out/clusters.csv")
     assert listed["cluster"].tolist() == new.tolist()
-    assert "export:   line 2: - {method: ours, junk: 2} set aside" in capsys.readouterr().err
+    assert ("export: 1 line(s) of clusters.yaml about ours carried from another run, 1 set aside and not applied "
+            "(line 2); metrics/report.md says why") in capsys.readouterr().err
 
     # K changes (a K the suggestion of choose_k gives): the lines are carried or set aside, the run goes on
     _recluster(np.where(Y_EVAL == 0, 0, 1))
