@@ -4,7 +4,8 @@
     python -m webbrowser "file://$PWD/data/browser/index.html"
 
 Reads data/evaluate/assignments.parquet (every method's clusters, corrected
-as clusters.yaml says, and the corrections it applied), data/centers/names.json
+as clusters.yaml says, the corrections it applied, the fingerprint of each
+method's partition and the lines carried or set aside), data/centers/names.json
 (runner-up nouns of `ours`) and the eval features (for methods without a
 confidence of their own, members are ordered by their cosine to the
 cluster's mean feature). Writes data/browser/ (laic_core.views.browser):
@@ -30,6 +31,7 @@ from laic_core.scoring.evaluation import centroid_similarity
 from laic_core.views.browser import MethodView, ThumbnailBudget, write_browser
 from laic_core.views.gallery import cluster_entries, dataset_loader, name_glosses
 from stages import layout
+from stages.corrections import outcomes
 from stages.inputs import PARAMS_OPTION, dataset_title, open_stage
 from stages.runner import run, stage_app
 
@@ -48,7 +50,8 @@ def chosen_methods(wanted, present: list[str]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def method_view(table, method: str, n_clusters: int, corrections: Corrections, features, names_json) -> MethodView:
+def method_view(table, method: str, n_clusters: int, corrections: Corrections, features, names_json,
+                run: str | None = None) -> MethodView:
     """What the browser shows of one method of the per-image table."""
     labels = table[assignment_column(table.columns, method)].to_numpy(np.int64)
     n = max(n_clusters, int(table[method].max()) + 1)
@@ -62,14 +65,16 @@ def method_view(table, method: str, n_clusters: int, corrections: Corrections, f
         runner_ups = [e["runner_ups"] for e in cluster_entries(names_json, [[] for _ in names_json])]
         glosses = name_glosses(names_json)
     return MethodView(method, METHODS[method].title, labels, score, label, n, corrected_names(raw_names, corrections),
-                      raw_names=raw_names, runner_ups=runner_ups, corrections=corrections, glosses=glosses)
+                      raw_names=raw_names, runner_ups=runner_ups, corrections=corrections, glosses=glosses,
+                      run=run)
 
 
 @app.command()
 def main(params_file: Path = PARAMS_OPTION) -> None:
     params = open_stage(params_file, [layout.features_meta("eval")]).params
     table = load_parquet(layout.ASSIGNMENTS_PARQUET)
-    applied = load_parquet_meta(layout.ASSIGNMENTS_PARQUET).get("corrections") or {}
+    meta = load_parquet_meta(layout.ASSIGNMENTS_PARQUET)
+    applied, runs = meta.get("corrections") or {}, meta.get("partitions") or {}
     eval_meta = load_parquet_meta(layout.features_meta("eval"))
     features = load_npy(layout.features("eval"), mmap=True)
     if features.shape[0] != len(table):
@@ -77,7 +82,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
                         f"{features.shape[0]}; the artifacts are out of date: run `dvc repro`")
     names_json = load_json(layout.NAMES)
     K, ds, b = params.dataset.num_clusters, params.dataset, params.browser
-    views = [method_view(table, m, K, Corrections.from_record(applied.get(m, {})), features, names_json)
+    views = [method_view(table, m, K, Corrections.from_record(applied.get(m, {})), features, names_json, runs.get(m))
              for m in chosen_methods(b.methods, table_methods(table.columns))]
     sources = table["source"].astype(str).tolist()
     load, problem = dataset_loader(sources, ds.kind, ds.name, ds.root, ds.eval_split)
@@ -89,7 +94,7 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     partial = layout.BROWSER.with_name(layout.BROWSER.name + ".partial")
     stats = write_browser(partial, views, sources, load_image=load, classes=classes,
                           class_names=eval_meta.get("class_names") or None, budget=budget, page_size=b.page_size,
-                          title=f"Clusters of {dataset_title(params)}")
+                          title=f"Clusters of {dataset_title(params)}", moved=outcomes(meta))
     shutil.rmtree(layout.BROWSER, ignore_errors=True)
     partial.rename(layout.BROWSER)
     print(f"browse: {stats['images']} images, {len(views)} method(s), {stats['thumbnails']} thumbnails; "

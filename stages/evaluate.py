@@ -13,17 +13,22 @@ declared output exists (CSV files with only their header, PNGs that say
 there are no labels), because DVC requires declared outputs.
 
 A person's corrections (clusters.yaml: renames, merges, junk; see
-laic_core.scoring.corrections) are checked against the run and applied: the
-per-image table gains `<method>_corrected` and the corrected names (and
-records the corrections in its metadata, for the browser and export), the
-gallery and the report show the corrected clusters of `ours`, and
-metrics/scores_corrected.json scores the corrected assignments beside the raw
-ones of scores.json.
+laic_core.scoring.corrections) are resolved against the run (stages/corrections.py):
+a line made for this run's clusters is applied as written, one written for
+another run is carried to the cluster that clearly holds its cluster's images
+or set aside, and the console, the report and (through the table) the browser
+say which. The per-image table gains `<method>_corrected` and the corrected
+names (and records in its metadata the corrections applied, the lines read,
+each method's partition fingerprint and what became of each line, for the
+browser, export and predict), the gallery and the report show the corrected
+clusters of `ours`, and metrics/scores_corrected.json scores the corrected
+assignments beside the raw ones of scores.json. data/evaluate/partitions.parquet
+keeps the partitions lines were written for, from run to run.
 
 Writes layout.EVALUATE_OUTPUTS: metrics/{scores,scores_fit,scores_corrected,
 internal,diagnostics,summary}.json, metrics/report.md, data/evaluate/assignments.
 {parquet,csv} (one row per image: source, label, every method's cluster,
-name and confidence) and metrics/plots/ (purity, pseudo-label accuracy,
+name and confidence), data/evaluate/partitions.parquet and metrics/plots/ (purity, pseudo-label accuracy,
 confusion over all K clusters, training curves, the cluster gallery, the
 joint projection of images and nouns, the relation matrix).
 """
@@ -46,8 +51,7 @@ from laic_core.errors import LaicError
 from laic_core.method.relation import relation_weights
 from laic_core.methods import METHODS
 from laic_core.scoring.corrections import (
-    change_lines, corrected_labels, corrected_names, corrections_record, describe, load_corrections,
-    remaining_clusters,
+    change_lines, corrected_labels, corrected_names, corrections_record, describe, remaining_clusters,
 )
 from laic_core.scoring.evaluation import (
     assignment_table, by_row, confusion_parts, corrected_scores, headline, internal_scores, labels_of,
@@ -57,6 +61,7 @@ from laic_core.scoring.metrics import cluster_accuracy
 from laic_core.views import figures, gallery
 from laic_core.views.report import corrections_section, features_notes, one_class_note, purity_ks_note, render_report
 from stages import layout
+from stages.corrections import announce, outcomes, resolve_run, save_store
 from stages.inputs import PARAMS_OPTION, dataset_title, open_stage
 from stages.runner import run, stage_app
 
@@ -195,9 +200,13 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     eval_labels, fit_labels = labels_of(eval_table), labels_of(fit_table)
     n_eval, n_fit = len(eval_table), len(fit_table)
     eval_assign, eval_conf = load_assignments("eval", n_eval)
-    # a person's corrections, checked against this run's methods and clusters before any work
+    sources = eval_table["source"].astype(str).tolist()
+    # a person's corrections, resolved against this run's clusters before any work: each line applied
+    # as written, carried from the run it was written for, or set aside (and said so)
     counts = {m: max(K, int(pred.max()) + 1) for m, pred in eval_assign.items()}
-    corrections = load_corrections(layout.CORRECTIONS, counts, labels=eval_assign)
+    fixes = resolve_run(sources, eval_assign, counts)
+    corrections = fixes.corrections
+    announce(fixes.resolution, where=f"{layout.REPORT} and {layout.BROWSER_INDEX} list them")
     corrected = {m: corrected_labels(eval_assign[m], c, counts[m]) for m, c in corrections.items()}
     fit_assign, _ = load_assignments("fit", n_fit)
     scores = score_methods(eval_assign, eval_labels, K)
@@ -312,7 +321,6 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
         shown_names = [{**n, "name": fixed_names[k], "size": int(sizes[k]), "empty": bool(sizes[k] == 0)}
                        for k, n in enumerate(names) if k in kept]
         names = [{**n, "correction": describe(ours_fix, k, ours_names) or "\u2013"} for k, n in enumerate(names)]
-    sources = eval_table["source"].astype(str).tolist()
     pages = _gallery_pages(params, sources, corrected.get("ours", eval_assign["ours"]),
                            eval_conf.get("ours", np.ones(n_eval, np.float32)), shown_names, eval_labels, class_names)
 
@@ -321,9 +329,12 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
     cluster_names = {m: corrected_names(n, corrections[m]) if m in corrections else n for m, n in cluster_names.items()}
     per_image = assignment_table(sources, eval_assign, eval_conf, cluster_names, eval_labels, class_names,
                                  corrected=corrected)
-    # the corrections it holds: the browser shows them, export refuses a clusters.yaml changed since
-    save_parquet(layout.ASSIGNMENTS_PARQUET, per_image, {"corrections": corrections_record(corrections)})
+    # the corrections it holds and what became of each line: the browser shows them, export and predict
+    # use them and refuse a clusters.yaml changed since
+    save_parquet(layout.ASSIGNMENTS_PARQUET, per_image, {"corrections": corrections_record(corrections),
+                                                          **fixes.meta()})
     save_csv(layout.ASSIGNMENTS_CSV, per_image)
+    save_store(fixes.store)
 
     # ---- the report (links are relative to metrics/)
     def link(path: Path) -> str:
@@ -339,8 +350,8 @@ def main(params_file: Path = PARAMS_OPTION) -> None:
         params=key_params(params, title, spec), figures={c: link(p) for c, p in plots.items()},
         title=f"LAIC run report: {title}", internal=internal, cost=cost, gallery=[link(p) for p in pages],
         corrections=corrections_section(scores, scores_fixed, {
-            m: change_lines(c, ours_names if m == "ours" else None) for m, c in corrections.items()})
-        if corrections else None,
+            m: change_lines(c, ours_names if m == "ours" else None) for m, c in corrections.items()},
+            outcomes(fixes.meta())) if corrections or fixes.resolution.summary() else None,
     )
     with atomic_path(layout.REPORT) as tmp:
         tmp.write_text(report)

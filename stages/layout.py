@@ -107,6 +107,9 @@ SUMMARY = METRICS / "summary.json"
 REPORT = METRICS / "report.md"
 ASSIGNMENTS_CSV = EVALUATE / "assignments.csv"
 ASSIGNMENTS_PARQUET = EVALUATE / "assignments.parquet"
+# The partitions the lines of clusters.yaml were written for (stages/corrections.py): evaluate reads
+# and rewrites it, so it persists between runs (dvc.yaml: persist: true; DVC caches it, git does not).
+CORRECTION_RUNS = EVALUATE / "partitions.parquet"
 PURITY_CSV = PLOTS / "purity.csv"
 PSEUDO_CSV = PLOTS / "pseudo_accuracy.csv"
 CONFUSION_CSV = PLOTS / "confusion.csv"
@@ -130,6 +133,7 @@ class StageIO:
     inputs: tuple[Path, ...] = ()
     outputs: tuple[Path, ...] = ()
     extra: tuple[str, ...] = field(default=())  # non-Python files it reads (shipped data)
+    persist: tuple[Path, ...] = ()  # outputs DVC keeps between runs (the stage reads its last one)
 
 
 def _roles(fn) -> tuple[Path, ...]:
@@ -177,8 +181,8 @@ def method_assignments(role: str) -> tuple[Path, ...]:
 
 
 EVALUATE_OUTPUTS = (SCORES, SCORES_FIT, SCORES_CORRECTED, INTERNAL, DIAGNOSTICS, SUMMARY, REPORT, ASSIGNMENTS_CSV,
-                    ASSIGNMENTS_PARQUET, PURITY_CSV, PSEUDO_CSV, CONFUSION_CSV, CONFUSION_PNG, PURITY_PNG,
-                    PSEUDO_PNG, TRAINING_PNG, GALLERY, PROJECTION_PNG, RELATION_PNG)
+                    ASSIGNMENTS_PARQUET, CORRECTION_RUNS, PURITY_CSV, PSEUDO_CSV, CONFUSION_CSV, CONFUSION_PNG,
+                    PURITY_PNG, PSEUDO_PNG, TRAINING_PNG, GALLERY, PROJECTION_PNG, RELATION_PNG)
 
 STAGES["evaluate"] = StageIO(
     inputs=_both(features, features_meta) + (
@@ -186,6 +190,7 @@ STAGES["evaluate"] = StageIO(
         CENTERS_HISTORY, CENTERS_METRICS, CORRECTIONS)
     + tuple(dict.fromkeys(method_assignments("fit") + method_assignments("eval"))),
     outputs=EVALUATE_OUTPUTS,
+    persist=(CORRECTION_RUNS,),
 )
 
 # The per-image table already holds the corrections (and records which), so the browser needs no

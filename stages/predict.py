@@ -6,8 +6,10 @@ FOLDER may also be one image file. Embeds every image under FOLDER with the mode
 nearest learned center (data/centers/centers.npy, at the temperature it was trained with)
 and writes a CSV with the columns of data/evaluate/assignments.csv for ours: row, source,
 ours, ours_name, ours_confidence, and `ours_corrected` when clusters.yaml corrects the clusters
-of ours (names follow its renames and merges; junk clusters' images get -1, "junk"). Not a DVC
-stage: it reads the pipeline's outputs and clusters.yaml and writes only --out.
+of ours (names follow its renames and merges; junk clusters' images get -1, "junk"), as evaluate
+resolved its lines against these clusters (a line written for another run carried or set aside,
+see stages/corrections.py). Not a DVC stage: it reads the pipeline's outputs and clusters.yaml
+and writes only --out.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from laic_core.artifacts import ChunkedArray, load_json, load_npy, load_torch, save_csv
+from laic_core.artifacts import (
+    ChunkedArray, load_json, load_npy, load_parquet, load_parquet_meta, load_torch, save_csv,
+)
 from laic_core.data.datasets import images_at
 from laic_core.data.encode import check_on_error, encode_images, image_embedding_dim
 from laic_core.data.models import load_clip
 from laic_core.errors import LaicError, name_some
 from laic_core.method.centers import assign_labels
 from laic_core.provenance import describe, model_identity, same_model
-from laic_core.scoring.corrections import (
-    check_corrections, corrected_labels, corrected_names, parse_corrections, read_corrections,
-)
-from laic_core.scoring.evaluation import assignment_table
+from laic_core.methods import METHODS
+from laic_core.scoring.corrections import Corrections, corrected_labels, corrected_names
+from laic_core.scoring.evaluation import assignment_table, by_row
 from stages import layout
+from stages.corrections import applied, partitions_of, read_lines
 from stages.inputs import PARAMS_OPTION, open_stage
 from stages.runner import run, stage_app
 
@@ -65,6 +69,29 @@ def load_learned(params, params_file: Path) -> tuple[np.ndarray, list[str], floa
     return centers.astype(np.float32), [str(n.get("name", "")) for n in names], float(saved["tau"])
 
 
+def resolved_ours(n_clusters: int) -> Corrections | None:
+    """The corrections of ours as evaluate resolved them against these centers' clusters (each line of
+    clusters.yaml applied, carried or set aside), or None when the file has none; errors when the
+    per-image table is missing, older than clusters.yaml or than the centers."""
+    if not read_lines():
+        return None
+    if not layout.ASSIGNMENTS_PARQUET.is_file():
+        raise LaicError(f"{layout.CORRECTIONS} holds corrections, but {layout.ASSIGNMENTS_PARQUET}, where evaluate "
+                        "resolves them against the learned clusters, is missing; run `dvc repro` first")
+    meta = load_parquet_meta(layout.ASSIGNMENTS_PARQUET)
+    fix = applied(meta, "predict").get("ours")
+    sources = load_parquet(layout.features_meta("eval"))["source"].astype(str).tolist()
+    ours = METHODS["ours"]
+    path = layout.assignments(ours.stage, "eval")
+    now = partitions_of(sources, {"ours": by_row(load_parquet(path), ours.column, len(sources), str(path))},
+                        {"ours": n_clusters})["ours"]
+    if (meta.get("partitions") or {}).get("ours") != now.run:
+        raise LaicError(f"{layout.ASSIGNMENTS_PARQUET} was written for other clusters than the centers in "
+                        f"{layout.CENTERS}; run `dvc repro` first, so that the lines of {layout.CORRECTIONS} are "
+                        "resolved against these clusters")
+    return fix
+
+
 @app.command()
 def main(
     folder: Path = typer.Argument(..., help="folder of images (searched recursively), or one image file"),
@@ -78,11 +105,7 @@ def main(
         raise LaicError(f"--out {out}: is a folder; give the CSV file to write, e.g. --out {out / 'predictions.csv'}")
     params = open_stage(params_file).params
     centers, names, tau = load_learned(params, params_file)
-    # Checked before the (long) embedding: only the lines about ours matter here.
-    raw, lines = read_corrections(layout.CORRECTIONS)
-    fix = parse_corrections(raw, str(layout.CORRECTIONS), lines).get("ours")
-    if fix:
-        check_corrections({"ours": fix}, {"ours": len(names)}, str(layout.CORRECTIONS))
+    fix = resolved_ours(len(names))  # checked before the (long) embedding
     bundle = load_clip(params.model.name, params.model.pretrained, params.model.device)
     dim = image_embedding_dim(bundle)
     if dim != centers.shape[1]:

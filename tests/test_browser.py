@@ -93,13 +93,13 @@ def made(tmp_path_factory):
     ours = MethodView("ours", "ours", corrected_labels(raw, fix, K), rng.random(300), "confidence", K,
                       corrected_names(raw_names, fix), raw_names=raw_names,
                       runner_ups=[[f"noun{k}a", f"noun{k}b"] for k in range(K)], corrections=fix,
-                      glosses={"one": "the number after zero", "noun0a": "what noun0a means"})
+                      glosses={"one": "the number after zero", "noun0a": "what noun0a means"}, run="k3f09a1c")
     kmeans = MethodView("clip_kmeans", "CLIP k-means", classes, rng.random(300), "similarity to the cluster mean", 3,
                         [""] * 3)
     out = root / "data" / "browser"
     stats = write_browser(out, [ours, kmeans], sources, load_image=source_loader(sources), classes=classes,
                           class_names=["red", "green", "blue"], budget=ThumbnailBudget(40, 8, 150, 48),
-                          page_size=100, title="Test clusters", workers=2, progress=False)
+                          page_size=100, title="Test clusters", workers=2, progress=False, moved=MOVED)
     return out, stats, ours, kmeans, sources
 
 
@@ -109,6 +109,19 @@ def test_cards_carry_the_glosses_of_their_name_and_runner_ups(made):
     assert records[1]["gloss"] == "the number after zero" and records[0]["gloss"] == ""  # renamed: no gloss
     assert records[0]["runner_up_glosses"] == ["what noun0a means", ""]
     assert "gloss" not in _data(out, "clusters/clip_kmeans")[0]  # a method without names has none
+
+
+# what evaluate records of two lines written for an earlier run (laic_core.scoring.corrections.Outcome.record)
+MOVED = [
+    {"where": "line 4", "method": "ours", "line": '- {method: ours, rename: 3, to: "parachutes", run: g0aa1b2c}',
+     "status": "carried", "ids": [0], "run": "g0aa1b2c",
+     "detail": "3 \u2192 cluster 0: 88% of its images (57 of 65), 93% of cluster 0",
+     "rewrite": '- {method: ours, rename: 0, to: "parachutes", run: k3f09a1c}'},
+    {"where": "line 5", "method": "ours", "line": "- {method: ours, junk: 7, run: g0aa1b2c}", "status": "set aside",
+     "ids": [], "run": "g0aa1b2c", "rewrite": "",
+     "detail": "written for run g0aa1b2c: cluster 1 holds 54% of cluster 7's images, but they are only 35% of it: "
+               "it is mostly other images"},
+]
 
 
 def _data(out: Path, key: str):
@@ -188,7 +201,21 @@ def test_overview_in_chromium_shows_one_card_per_cluster_with_its_name(made, tmp
     assert first.find_all("div", cls="gloss") == []  # a person's rename has no WordNet gloss
     assert cards[1].find_all("div", cls="gloss")[0].text() == "the number after zero"
     assert len(first.find_all("img")) == STRIP and "red" in first.find_all("div", cls="mixtext")[0].text()
-    assert first.find_all("code", cls="paste")[0].text() == '- {method: ours, rename: 0, to: "big <one> & \\"co\\""}'
+    # the line to paste names the run it was written for
+    assert first.find_all("code", cls="paste")[0].text() == ('- {method: ours, rename: 0, to: "big <one> & \\"co\\"", '
+                                                             'run: k3f09a1c}')
+    # the notice: the lines written for another run, carried or set aside
+    notice = root.find_all("section", id="moved")[0]
+    assert "hidden" not in notice.attrs
+    head = notice.find_all("h2")[0]  # (Node.text() puts a node's own text before its children's)
+    assert head.find_all("code")[0].text() == "clusters.yaml"
+    assert "".join(head.text_parts) == ": 1 line carried to this run's clusters, 1 line set aside (not applied)"
+    (carried,), (aside,) = notice.find_all("li", cls="carried"), notice.find_all("li", cls="aside")
+    assert [c.text() for c in carried.find_all("code")] == [MOVED[0]["line"], MOVED[0]["rewrite"]]
+    assert carried.find_all("strong")[0].text() == "carried"
+    assert ": 3 \u2192 cluster 0: 88% of its images (57 of 65), 93% of cluster 0" in carried.text()
+    assert aside.find_all("strong")[0].text() == "set aside" and "only 35% of it" in aside.text()
+    assert len(aside.find_all("code", cls="paste")) == 0  # nothing to paste: a person decides
     for img in root.find_all("img"):
         assert (out / img.attrs["src"]).is_file()
     # the switch between methods, and the comparison with another

@@ -530,8 +530,23 @@ def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
     assert [by_source[s] for s in sources] == expected.tolist()
     assert pred["ours_name"].fillna("").tolist() == [names[k]["name"] for k in pred["ours"]]
 
-    # clusters.yaml's lines about ours: merged and renamed clusters, checked before anything is embedded
+    # clusters.yaml's lines about ours, as evaluate resolved them against these clusters: merged and renamed
+    # clusters, checked before anything is embedded
     Path("clusters.yaml").write_text("- {rename: 0, to: firsts}\n- {merge: [1, 2]}\n- {method: scan, junk: 0}\n")
+    with pytest.raises(LaicError, match=r"clusters.yaml holds corrections, but .*assignments.parquet.*dvc repro"):
+        predict(Path("images"), Path("pred_fixed.csv"), Path("params.yaml"), "fail")
+
+    def evaluated() -> None:  # what evaluate records in the per-image table
+        from laic_core.artifacts import save_parquet
+        from laic_core.scoring.corrections import corrections_record
+        from stages.corrections import resolve_run
+
+        fixes = resolve_run(sources.tolist(), {"ours": expected.to_numpy(), "scan": np.arange(18) % 3},
+                            {"ours": 3, "scan": 3})
+        save_parquet("data/evaluate/assignments.parquet", pd.DataFrame({"row": np.arange(18)}),
+                     {"corrections": corrections_record(fixes.corrections), **fixes.meta()})
+
+    evaluated()
     predict(Path("images"), Path("pred_fixed.csv"), Path("params.yaml"), "fail")
     fixed = pd.read_csv("pred_fixed.csv")
     assert list(fixed.columns) == ["row", "source", "ours", "ours_corrected", "ours_name", "ours_confidence"]
@@ -539,10 +554,22 @@ def test_centers_stage_and_predict(project, tiny_config, monkeypatch):
     assert fixed["ours_corrected"].tolist() == np.where(pred["ours"] == 2, 1, pred["ours"]).tolist()
     renamed = {0: "firsts", 1: names[1]["name"], 2: names[1]["name"]}
     assert fixed["ours_name"].fillna("").tolist() == [renamed[k] for k in pred["ours"]]
-    Path("clusters.yaml").write_text("- {junk: 3}\n")  # K is 3
-    with pytest.raises(LaicError, match=r"ours: unknown cluster id\(s\) 3: the run has clusters 0\.\.2"):
+    Path("clusters.yaml").write_text("- {junk: 3}\n")  # K is 3: evaluate sets the line aside
+    with pytest.raises(LaicError, match=r"clusters.yaml changed since .*assignments.parquet was written; run `dvc "
+                                        r"repro` first, so that predict uses the corrections"):
         predict(Path("images"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
     assert not Path("pred_bad.csv").exists()
+    evaluated()
+    predict(Path("images"), Path("pred_aside.csv"), Path("params.yaml"), "fail")
+    assert "ours_corrected" not in pd.read_csv("pred_aside.csv").columns  # set aside: nothing applied
+    # the table of other clusters than these centers' (centers rerun, evaluate not): refused
+    from laic_core.artifacts import save_parquet
+
+    table = pd.read_parquet("data/centers/assign_eval.parquet")
+    save_parquet("data/centers/assign_eval.parquet", table.assign(cluster=(table["cluster"] + 1) % 3))
+    with pytest.raises(LaicError, match=r"assignments.parquet was written for other clusters than the centers"):
+        predict(Path("images"), Path("pred_bad.csv"), Path("params.yaml"), "fail")
+    save_parquet("data/centers/assign_eval.parquet", table)
     Path("clusters.yaml").unlink()
 
     # One image file is predicted alone; a folder without images is named as the folder given (predict

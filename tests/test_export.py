@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -170,17 +171,29 @@ def test_export_of_a_thousand_images_takes_seconds_and_matches_the_table(tmp_pat
     assert sorted(p.name for p in Path("by_kmeans").iterdir()) == [str(k) for k in range(10)] + ["clusters.csv"]
 
 
+def _evaluated(table: pd.DataFrame, K: int) -> pd.DataFrame:
+    """The per-image table as evaluate writes it: clusters.yaml resolved against its clusters of ours."""
+    from laic_core.scoring.corrections import corrected_labels, corrections_record
+    from stages.corrections import resolve_run
+
+    fixes = resolve_run(table["source"].tolist(), {"ours": table["ours"].to_numpy()}, {"ours": K})
+    fix = fixes.corrections.get("ours")
+    if fix:
+        table["ours_corrected"] = fixed = corrected_labels(table["ours"].to_numpy(), fix, K)
+        table["ours_name"] = [f"name {k}" if k >= 0 else "junk" for k in fixed]  # as evaluate names them
+    save_parquet("data/evaluate/assignments.parquet", table, {"corrections": corrections_record(fixes.corrections),
+                                                              **fixes.meta()})
+    return table
+
+
 def test_export_follows_the_corrections_and_refuses_a_file_edited_since(tmp_path, monkeypatch):
     from stages.export import main as export
 
     monkeypatch.chdir(tmp_path)
     table = _project(tmp_path, 60, K=4)
-    fixed = np.where(table["ours"] == 3, 1, np.where(table["ours"] == 2, -1, table["ours"]))
-    record = {"ours": {"rename": {}, "merge": {"3": 1}, "junk": [2]}}
-    table["ours_corrected"] = fixed
-    table["ours_name"] = [f"name {k}" if k >= 0 else "junk" for k in fixed]  # as evaluate names them
-    save_parquet("data/evaluate/assignments.parquet", table, {"corrections": record})
     Path("clusters.yaml").write_text("- {merge: [1, 3]}\n- {junk: 2}\n")
+    _evaluated(table, K=4)
+    fixed = np.where(table["ours"] == 3, 1, np.where(table["ours"] == 2, -1, table["ours"]))
     export(Path("out"), "ours", "symlink", False, Path("params.yaml"))
     listed = pd.read_csv("out/clusters.csv")
     assert listed["cluster"].tolist() == fixed.tolist()
@@ -194,3 +207,67 @@ def test_export_follows_the_corrections_and_refuses_a_file_edited_since(tmp_path
     with pytest.raises(LaicError, match="a_file is a file"):
         export(Path("a_file"), "ours", "symlink", False, Path("params.yaml"))
     assert not Path("out2").exists()
+
+
+# ------------------------------------------------------------------ the probes
+
+
+def test_export_refuses_a_folder_inside_the_images_being_clustered(tmp_path, monkeypatch):
+    from stages.export import main as export
+
+    monkeypatch.chdir(tmp_path)
+    _project(tmp_path, 20)
+    for out in ("images/c0/exported", "images/new", "images/../images/x"):
+        with pytest.raises(LaicError, match=rf"^{re.escape(out)} is inside images, the images being clustered "
+                                            r"\(dataset.root in params.yaml\): the next `dvc repro` would cluster"):
+            export(Path(out), "ours", "symlink", False, Path("params.yaml"))
+    assert sorted(p.name for p in Path("images/c0").iterdir() if not p.name.endswith(".jpg")) == []
+    export(Path("images_exported"), "ours", "symlink", False, Path("params.yaml"))  # beside it is fine
+
+
+def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_nothing_behind(tmp_path, images, monkeypatch):
+    import errno
+
+    paths, _ = images
+    plan = plan_export(paths, np.zeros(len(paths), int), ["all"] * len(paths))
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    with pytest.raises(LaicError, match=r"^cannot create the folder .*params.yaml/sub \(.*params.yaml is a file\); "
+                                        r"export into a folder you can write$") as err:
+        write_export(plan, tmp_path / "params.yaml" / "sub", progress=False)
+    assert err.value.__suppress_context__
+    with pytest.raises(LaicError, match=r"^cannot create the folder /proc/laic_x \("):
+        write_export(plan, Path("/proc/laic_x"), progress=False)
+
+    def hidden() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+
+    # a refusal half-way (hard links across file systems, an image gone) leaves no hidden .partial
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "link", cross_device)
+        with pytest.raises(LaicError, match="cannot hard-link .* hard links need one file system"):
+            write_export(plan, tmp_path / "out", mode="hardlink", progress=False)
+    assert hidden() == [] and not (tmp_path / "out").exists()
+    gone = plan_export(paths + [str(tmp_path / "gone.png")], np.zeros(len(paths) + 1, int), ["all"] * (len(paths) + 1))
+    with pytest.raises(LaicError, match="gone.png: no such image file"):
+        write_export(gone, tmp_path / "out", progress=False)
+    assert hidden() == [] and not (tmp_path / "out").exists()
+    # ... and with --force, the earlier export stays as it was
+    write_export(plan, tmp_path / "out", progress=False)
+    before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("*"))
+    with pytest.raises(LaicError, match="gone.png: no such image file"):
+        write_export(gone, tmp_path / "out", force=True, progress=False)
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("*")) == before
+    assert hidden() == []
+
+
+def test_force_removes_the_folders_of_the_earlier_export(tmp_path, images):
+    paths, _ = images
+    out = tmp_path / "out"
+    write_export(plan_export(paths, np.arange(12) % 3, ["a", "b", "c"] * 4), out, progress=False)
+    (out / "2-c" / "mine.txt").write_text("a person's file")  # kept, and so its folder
+    write_export(plan_export(paths, np.arange(12) % 2 * 4, ["x", "y"] * 6), out, force=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["0-x", "2-c", "4-y", "clusters.csv"]
+    assert [p.name for p in (out / "2-c").iterdir()] == ["mine.txt"]

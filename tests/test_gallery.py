@@ -253,3 +253,31 @@ def test_cluster_entries_from_names_json_and_majority_lines():
     assert len(gallery_figures(entries)) == 1
     with pytest.raises(LaicError, match="thumbnail lists"):
         cluster_entries(names, [[]])
+
+
+def test_names_with_dollars_are_drawn_as_typed_never_as_math(tmp_path):
+    """The probes: "$5 and $10 bills" came out as "5*and*10 bills" (math italics); "price $\\frac$ tag" stopped
+    evaluate with a mathtext error, and no gallery or report was written."""
+    from matplotlib.text import Text
+
+    from laic_core.views.figures import confusion_figure, message_figure
+
+    name, broken = "$5 and $10 bills", "price $\\frac$ tag"
+    fig, = gallery_figures([{"id": 0, "name": name, "runner_ups": [broken], "size": 3, "empty": False,
+                             "thumbnails": [placeholder(8)], "label": "mostly: x $\\frac$ (80%)"},
+                            {"id": 1, "name": broken, "runner_ups": [], "size": 2, "empty": False, "thumbnails": []}],
+                           title="clusters of $HOME/photos")
+    save_figure(fig, tmp_path / "gallery.png")
+    matrix = confusion_figure(np.array([[3, 1], [0, 4]]), ["x $\\frac$", "cats"], [f"0 {name}", f"1 {broken}"],
+                              title=f"ours on {broken}")
+    save_figure(matrix, tmp_path / "confusion.png")
+    save_figure(message_figure(f"no images in $\\frac$", broken), tmp_path / "message.png")
+    for figure in (fig, matrix):
+        renderer = figure.canvas.get_renderer()
+        texts = [t for t in figure.findobj(Text) if "$" in t.get_text() and t.get_visible()]
+        assert len(texts) >= 3 and any(name in t.get_text() for t in texts)
+        for t in texts:
+            assert not t.get_parse_math() and not t.get_usetex(), t.get_text()
+            typed = renderer.get_text_width_height_descent(t.get_text(), t.get_fontproperties(), ismath=False)[0]
+            if t.get_rotation() == 0:  # drawn as wide as the text as typed (math would drop the dollars)
+                assert t.get_window_extent(renderer).width == pytest.approx(typed, rel=0.05, abs=2), t.get_text()

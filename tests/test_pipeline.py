@@ -167,8 +167,11 @@ def test_a_correction_reruns_evaluate_and_the_browser_only(repo):
         cards = (repo / "data/browser/data/clusters/ours.js").read_text()
         assert '"name":"firsts"' in cards and (repo / "data/browser/index.html").is_file()
         (repo / "clusters.yaml").write_text(original + "- {rename: 9, to: nobody}\n")
-        bad = sh(repo, "dvc", "repro", check=False)
-        assert bad.returncode != 0 and "unknown cluster id(s) 9: the run has clusters 0..2" in bad.stdout + bad.stderr
+        stale = sh(repo, "dvc", "repro")  # an id the run does not have: set aside and said, never a failed run
+        assert 'set aside: this run has no cluster 9 (it has 0..2)' in stale.stdout
+        (repo / "clusters.yaml").write_text(original + "- {rename: 0, to: a, to: b}\n")
+        bad = sh(repo, "dvc", "repro", check=False)  # a malformed file still stops the run
+        assert bad.returncode != 0 and "line " in bad.stdout + bad.stderr and "gives `to` 2 times" in bad.stdout + bad.stderr
     finally:
         (repo / "clusters.yaml").write_text(original)
     assert "evaluate" in ran_stages(sh(repo, "dvc", "repro"))  # the browser may come from DVC's run cache
@@ -390,3 +393,65 @@ def test_the_ablation_command_reruns_only_after_each_switch_and_tabulates(tmp_pa
     assert (root / "metrics" / "fig4.csv").read_text().count("mine ·") == 3
     neighbors = json.loads((root / "metrics" / "neighbors.json").read_text())
     assert neighbors["filter"] == "none" and neighbors["fraction_reliable"] == 1.0
+
+
+# ------------------------------------------------------------------ a person's loop
+
+
+def _outcomes(repo: Path) -> tuple[pd.DataFrame, dict]:
+    table = pd.read_parquet(repo / "data/evaluate/assignments.parquet")
+    meta = json.loads(pq.read_schema(repo / "data/evaluate/assignments.parquet").metadata[b"laic"])
+    return table, meta
+
+
+def _mostly_theirs(before: pd.DataFrame, after: pd.DataFrame, old: int, new_rows) -> float:
+    """The share of the images `new_rows` (of `after`) that were in cluster `old` of ours in `before`."""
+    was = dict(zip(before["source"], before["ours"]))
+    sources = after.loc[new_rows, "source"]
+    return float(np.mean([was.get(s) == old for s in sources])) if len(sources) else 1.0
+
+
+def test_corrections_follow_their_clusters_through_a_seed_and_a_k_change(repo):
+    """The probe: after `dvc exp run -S seed=1` a renamed cluster held another cluster's images with no word,
+    and after a K change evaluate stopped on 'unknown cluster id(s)'."""
+    params, original = (repo / "params.yaml").read_text(), (repo / "clusters.yaml").read_text()
+    try:
+        before, meta = _outcomes(repo)
+        run = meta["partitions"]["ours"]
+        sizes = before["ours"].value_counts()  # (the tiny random model may put every image in one cluster)
+        big = int(sizes.index[0])
+        other = int(sizes.index[1]) if len(sizes) > 1 else (big + 1) % 3
+        # one line as the browser writes it, one by hand (bound to this run when first seen)
+        (repo / "clusters.yaml").write_text(original + f'- {{method: ours, rename: {big}, to: "firsts", run: {run}}}\n'
+                                            f"- {{junk: {other}}}\n")
+        sh(repo, "dvc", "repro")
+        table, meta = _outcomes(repo)
+        assert [o["status"] for o in meta["resolution"]] == ["applied", "applied"]
+        for change in (["-S", "seed=1"], ["-S", "dataset.num_clusters=2"]):
+            proc = sh(repo, "dvc", "exp", "run", *change)  # exit 0, whatever became of the lines
+            after, meta = _outcomes(repo)
+            rename, junk = meta["resolution"]
+            if meta["partitions"]["ours"] != run:
+                assert rename["status"] != "applied" and junk["status"] != "applied"  # bound to the first run
+            said = proc.stdout
+            for o in (rename, junk):
+                assert o["status"] in ("applied", "carried", "set aside")
+                if o["status"] != "applied":
+                    assert f"{o['where']}: {o['line']} {o['status']}" in said
+            # no renamed or junk cluster whose images are mostly another cluster's
+            named = after["ours_name"] == "firsts"
+            assert named.any() == (rename["status"] in ("applied", "carried"))
+            assert _mostly_theirs(before, after, big, after.index[named]) > 0.5
+            junked = after.get("ours_corrected", after["ours"]) == -1  # no column: nothing corrected
+            assert junked.any() == (junk["status"] in ("applied", "carried") and bool(junk["ids"]))
+            assert _mostly_theirs(before, after, other, after.index[junked]) > 0.5
+            report = (repo / "metrics/report.md").read_text()
+            for o in (rename, junk):
+                if o["status"] != "applied":
+                    assert f"- {o['where']} `{o['line']}` **{o['status']}**" in report
+            notice = (repo / "data/browser/data/run.js").read_text()
+            assert all(o["where"] in notice for o in (rename, junk) if o["status"] != "applied")
+    finally:
+        (repo / "params.yaml").write_text(params)
+        (repo / "clusters.yaml").write_text(original)
+    sh(repo, "dvc", "repro")

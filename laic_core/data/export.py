@@ -116,6 +116,11 @@ def _is_inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def inside(out: str | Path, folder: str | Path) -> bool:
+    """Whether the folder `out` (made or not) is `folder` or lies inside it, links resolved."""
+    return _is_inside(os.path.realpath(out), os.path.realpath(folder))
+
+
 def _previous_export(out: Path) -> list[Path]:
     """The files an earlier export into `out` made (listed in its clusters.csv), that still exist."""
     listing = out / CSV_NAME
@@ -125,8 +130,31 @@ def _previous_export(out: Path) -> list[Path]:
         paths = pd.read_csv(listing, usecols=["path"])["path"].astype(str)
     except (ValueError, pd.errors.ParserError):
         return []
-    files = [out / p for p in paths if ".." not in Path(p).parts]
+    files = [out / p for p in paths if ".." not in Path(p).parts and not Path(p).is_absolute()]
     return [f for f in files if f.is_symlink() or f.is_file()] + [listing]
+
+
+def _why_not(out: Path, exc: OSError) -> str:
+    """Why the folder `out` cannot be made, in words: a file in its way, or the system's reason."""
+    for parent in [out, *out.parents]:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                return f"{parent} is a file"
+            break
+    return exc.strerror or str(exc)
+
+
+def _remove_previous(out: Path, files: Sequence[Path]) -> None:
+    """Remove an earlier export's files, then the folders they leave empty (never `out` itself)."""
+    folders = set()
+    for f in files:
+        f.unlink()  # a link or our own copy: never a source (sources cannot lie inside out)
+        folders.update(p for p in f.parents if p != out and _is_inside(str(p), str(out)))
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only when empty: a person's own files there stay
+        except OSError:
+            pass
 
 
 def write_export(plan: pd.DataFrame, out: str | Path, *, mode: str = "symlink",
@@ -137,10 +165,12 @@ def write_export(plan: pd.DataFrame, out: str | Path, *, mode: str = "symlink",
     mode: "symlink" (absolute links to the sources), "copy" or "hardlink" (same file system only);
     an image that is not a file is loaded with load_image(row) and written as PNG in every mode.
     `out` must not exist, or be an empty folder; with force, a non-empty folder is written into:
-    the files of an earlier export there (its clusters.csv lists them) are removed first, anything
-    else is kept, and a path already taken by another file is an error. A new export is written
-    beside `out` and renamed into place, so an interrupted one leaves nothing that looks complete.
-    Sources are only read; `out` may not hold any of them.
+    the files of an earlier export there (its clusters.csv lists them) and the folders they leave
+    empty are removed, anything else is kept, and a path already taken by another file is an
+    error. The export is written beside `out` (a hidden `.<name>.partial`) and moved into place
+    only when complete, so a refusal or an interruption leaves `out` as it was and nothing beside
+    it. Sources are only read; `out` may not hold any of them (the caller refuses an `out` inside
+    a folder the dataset lists, `inside`).
     """
     out = Path(out)
     if mode not in MODES:
@@ -151,36 +181,53 @@ def write_export(plan: pd.DataFrame, out: str | Path, *, mode: str = "symlink",
     if non_empty and not force:
         raise LaicError(f"{out} is not empty; export into a new or empty folder, or pass --force to write "
                         "into it (replacing a previous export there, keeping anything else)")
-    here = os.path.abspath(out)
-    inside = [s for s in plan["source"] if not indexed_source(s) and _is_inside(os.path.abspath(s), here)]
-    if inside:
-        raise LaicError(f"{out} holds source images (e.g. {inside[0]}); export into a folder outside the images")
+    here = os.path.realpath(out)
+    files = [s for s in plan["source"] if not indexed_source(s)]
+    held = [s for s in files if _is_inside(os.path.realpath(s), here)]
+    if held:
+        raise LaicError(f"{out} holds source images (e.g. {held[0]}); export into a folder outside the images")
+    previous = _previous_export(out) if non_empty else []
     if non_empty:
-        for f in _previous_export(out):
-            f.unlink()  # a link or our own copy: never a source (sources cannot lie inside out)
-        taken = [p for p in plan["path"] if os.path.lexists(out / p)]
+        mine = {str(f.relative_to(out)) for f in previous}
+        taken = [p for p in plan["path"] if os.path.lexists(out / p) and p not in mine]
         if taken:
             raise LaicError(f"{out}: {len(taken)} path(s) the export needs are taken by other files "
                             f"(e.g. {out / taken[0]}); export into a new folder")
-        target = out
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        target = out.with_name(f".{out.name}.partial")
-        shutil.rmtree(target, ignore_errors=True)
-    for folder in sorted({p.rsplit("/", 1)[0] for p in plan["path"]}):
-        (target / folder).mkdir(parents=True, exist_ok=True)
-    with progress_bar(len(plan), f"export ({mode})", unit="img", enabled=progress) as bar:
-        for row, source, path in zip(plan["row"].tolist(), plan["source"].tolist(), plan["path"].tolist()):
-            _place(int(row), str(source), target / path, mode, load_image)
-            bar.update(1)
-    with atomic_path(target / CSV_NAME) as tmp:
-        plan.to_csv(tmp, index=False)
-    if target != out:
-        if out.is_dir():
-            out.rmdir()  # empty, checked above
-        target.rename(out)
-    folders = plan["path"].str.rsplit("/", n=1).str[0].nunique()
-    return {"images": len(plan), "folders": int(folders), "written": str(out)}
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            for folder in sorted({p.rsplit("/", 1)[0] for p in plan["path"]}):
+                (partial / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LaicError(f"cannot create the folder {out} ({_why_not(out, exc)}); export into a folder you "
+                            "can write") from None
+        with progress_bar(len(plan), f"export ({mode})", unit="img", enabled=progress) as bar:
+            for row, source, path in zip(plan["row"].tolist(), plan["source"].tolist(), plan["path"].tolist()):
+                _place(int(row), str(source), partial / path, mode, load_image)
+                bar.update(1)
+        with atomic_path(partial / CSV_NAME) as tmp:
+            plan.to_csv(tmp, index=False)
+        if non_empty:
+            _remove_previous(out, previous)
+            for folder in sorted({p.rsplit("/", 1)[0] for p in plan["path"]}):
+                (out / folder).mkdir(parents=True, exist_ok=True)
+            for path in [*plan["path"].tolist(), CSV_NAME]:
+                os.replace(partial / path, out / path)
+            shutil.rmtree(partial)
+        else:
+            if out.is_dir():
+                out.rmdir()  # empty, checked above
+            partial.rename(out)
+    except OSError as exc:
+        raise LaicError(f"export into {out} failed: {exc.strerror or exc} ({exc.filename or out}); nothing was "
+                        "left beside it") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    n_folders = plan["path"].str.rsplit("/", n=1).str[0].nunique()
+    return {"images": len(plan), "folders": int(n_folders), "written": str(out)}
 
 
 def _place(row: int, source: str, dest: Path, mode: str, load_image) -> None:

@@ -8,7 +8,9 @@ images then point at files they may not have).
 
 What it holds, for each method shown (`MethodView`):
 
-- `data/run.js`: the run's title, the methods, the class names, the budget;
+- `data/run.js`: the run's title, the methods (with the fingerprint of each one's partition,
+  which the correction lines it suggests carry), the class names, the budget, and the lines of
+  clusters.yaml that were written for another run (carried or set aside), for the overview's notice;
 - `data/clusters/<method>.js`: per cluster its name, size, runner-up nouns,
   mean score, a strip of its most confident members, its class mix (with
   labels), its overlap with every other method's clusters and what a person's
@@ -89,7 +91,8 @@ class MethodView:
     per-image score); names: (n_clusters,) the name of the cluster each id ends
     in ("" unnamed); raw_names: the run's names, before renames; runner_ups:
     per cluster the next nouns, when the method names its clusters; glosses:
-    {noun: its WordNet gloss} for the names and runner-ups that have one.
+    {noun: its WordNet gloss} for the names and runner-ups that have one; run: the
+    fingerprint of its partition (laic_core.scoring.corrections.fingerprint).
     """
 
     name: str
@@ -103,6 +106,7 @@ class MethodView:
     runner_ups: Sequence[Sequence[str]] | None = None
     corrections: Corrections | None = None
     glosses: Mapping[str, str] | None = None  # what a shown name or runner-up means (WordNet), by noun
+    run: str | None = None  # the fingerprint of its partition: the lines the pages suggest name it
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -291,12 +295,14 @@ def write_browser(out: str | Path, views: Sequence[MethodView], sources: Sequenc
                   load_image: Callable[[int], Image.Image], classes=None,
                   class_names: Sequence[str] | None = None, budget: ThumbnailBudget = ThumbnailBudget(),
                   page_size: int = 100, title: str = "Clusters", workers: int = 2,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, moved: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Write the browser into `out` (replacing what is there); returns what it holds.
 
     views: the methods, the first being the one the overview opens with (its cards' strips get their
     thumbnails first when budget.total binds); sources: (N,) the source of
-    each row; classes: (N,) int class of each row (-1 unknown) or None; load_image(row): a PIL image.
+    each row; classes: (N,) int class of each row (-1 unknown) or None; load_image(row): a PIL image;
+    moved: the lines of clusters.yaml carried from another run or set aside (records of
+    laic_core.scoring.corrections.Outcome), which the overview lists at its top.
     Returns {"images", "thumbnails", "files", "bytes", "thumbnail_bytes"}.
     """
     out = Path(out)
@@ -354,8 +360,10 @@ def write_browser(out: str | Path, views: Sequence[MethodView], sources: Sequenc
         "thumbs_per_folder": THUMBS_PER_FOLDER, "thumbnail_px": budget.px,
         "strip": STRIP, "class_names": list(class_names) if class_names is not None else None,
         "methods": [{"name": v.name, "title": v.title, "score": v.score_label, "clusters": v.n_clusters,
-                     "named": bool(v.runner_ups) or any(v.names)} for v in views],
+                     "named": bool(v.runner_ups) or any(v.names), "run": v.run} for v in views],
         "thumbnails": int(thumbs.size),
+        "moved": [{k: o.get(k) for k in ("where", "method", "line", "status", "ids", "detail", "rewrite")}
+                  for o in moved],
     }
     size += _write(out / "data" / "run.js", _script("run", run))
     thumb_bytes = sum(p.stat().st_size for p in (out / "thumbs").rglob("*.jpg")) if thumbs.size else 0

@@ -53,12 +53,21 @@ def cjk_fonts() -> tuple[str, ...]:
     return tuple(known())
 
 
+# Every text of a figure is drawn as it is written: cluster names, class folders and nouns are a
+# person's or the data's words, and matplotlib would read "$5 and $10 bills" as math (in italics,
+# the dollars gone) and stop the run at "price $\\frac$ tag" (a mathtext syntax error), or hand
+# it to LaTeX where a matplotlibrc asks for usetex. No figure here uses math.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
 def use_fallback_fonts() -> None:
     """Text falls back glyph by glyph to a CJK font where one is installed (matplotlib only falls
-    back along an explicit list of families); figures made after this call use it."""
+    back along an explicit list of families), and is plain text (PLAIN_TEXT); figures made after
+    this call use both."""
     family = ["sans-serif", *cjk_fonts()]
     if matplotlib.rcParams["font.family"] != family:
         matplotlib.rcParams["font.family"] = family
+    matplotlib.rcParams.update(PLAIN_TEXT)
 
 
 @contextlib.contextmanager
@@ -101,7 +110,9 @@ def message_figure(text: str, title: str | None = None) -> Figure:
     fig = _new_figure(5, 2.2)
     ax = fig.add_subplot()
     ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11)
+    # wrapped here: matplotlib's own wrapping measures any text with two "$" as math, whatever parse_math says
+    lines = [textwrap.fill(line, 60) if line else "" for line in str(text).split("\n")]
+    ax.text(0.5, 0.5, "\n".join(lines), ha="center", va="center", fontsize=11)
     if title:
         ax.set_title(title)
     return fig

@@ -44,8 +44,21 @@ def number(value: Any) -> str:
     return str(value)
 
 
+def text(value: Any) -> str:
+    """A name or other given text as literal Markdown: `$` escaped, so that no renderer reads a
+    cluster named "$5 and $10 bills" as math."""
+    return str(value).replace("$", "\\$")
+
+
+def code(value: Any) -> str:
+    """`value` as a Markdown code span (literal whatever it holds, backticks included)."""
+    value = str(value).replace("\n", " ")
+    fence = "``" if "`" in value else "`"
+    return f"{fence} {value} {fence}" if fence == "``" else f"`{value}`"
+
+
 def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
@@ -228,13 +241,31 @@ def features_notes(meta: Mapping[str, Any], source: str) -> list[str]:
 
 
 def corrections_section(scores: Mapping[str, Mapping], corrected: Mapping[str, Mapping],
-                        changes: Mapping[str, Sequence[str]]) -> str:
+                        changes: Mapping[str, Sequence[str]], moved: Sequence[Mapping[str, Any]] = ()) -> str:
     """What the corrections file changed: per corrected method its clusters and junk images and,
-    with labels, ACC/NMI/ARI raw -> corrected; then each method's changes in words.
+    with labels, ACC/NMI/ARI raw -> corrected; then each method's changes in words; then the lines
+    written for another run of the clusters, carried to this run's or set aside.
 
     scores: metrics/scores.json (raw); corrected: metrics/scores_corrected.json; changes: {method:
-    ["3 renamed from 'x' to 'dogs'", ...]}.
+    ["3 renamed from 'x' to 'dogs'", ...]}; moved: the carried and set-aside lines (the records of
+    laic_core.scoring.corrections.Outcome).
     """
+    parts = [_corrected_table(scores, corrected, changes)] if corrected else []
+    if moved:
+        items = []
+        for o in moved:
+            said = f"- {o['where']} {code(o['line'])} **{o['status']}**" + (f": {text(o['detail'])}" if o["detail"]
+                                                                           else "")
+            items.append(said + (f"; for this run write it as {code(o['rewrite'])}" if o.get("rewrite") else ""))
+        parts.append("Lines written for other clusters than this run's (the clusters changed since: seed, K, data "
+                     "or an upstream setting): each is carried to the cluster holding most of its cluster's "
+                     "images when that match is clear, else set aside and not applied "
+                     "(docs/browser.md says how).\n\n" + "\n".join(items))
+    return "\n\n".join(parts)
+
+
+def _corrected_table(scores: Mapping[str, Mapping], corrected: Mapping[str, Mapping],
+                     changes: Mapping[str, Sequence[str]]) -> str:
     labelled = any("acc" in v for v in corrected.values())
     header = ["method", "clusters", "junk images"] + (["ACC", "NMI", "ARI"] if labelled else [])
     rows = []
@@ -246,7 +277,7 @@ def corrections_section(scores: Mapping[str, Mapping], corrected: Mapping[str, M
         rows.append(row)
     note = ("Raw \u2192 corrected. Junk images count as one group of their own in the scores."
             if labelled else "Raw \u2192 corrected.")
-    lines = [f"- {method_title(m)}: " + "; ".join(changes[m]) for m in ordered_methods(changes) if changes[m]]
+    lines = [f"- {method_title(m)}: " + text("; ".join(changes[m])) for m in ordered_methods(changes) if changes[m]]
     return note + "\n\n" + markdown_table(header, rows) + ("\n\n" + "\n".join(lines) if lines else "")
 
 

@@ -174,16 +174,70 @@ var LAIC = (function () {
 
   // ---------------------------------------------------------------- the lines to paste
 
+  /* Every line names the run it was written for (the fingerprint of the method's partition), so that
+     a later run with other clusters carries it to the right cluster or sets it aside. */
+  function runTail(methodName) {
+    var info = method(methodName);
+    return info && info.run ? ", run: " + info.run + "}" : "}";
+  }
+
   function renameLine(methodName, id, name) {
-    return "- {method: " + methodName + ", rename: " + id + ", to: " + JSON.stringify(name) + "}";
+    return "- {method: " + methodName + ", rename: " + id + ", to: " + JSON.stringify(name) + runTail(methodName);
   }
 
   function mergeLine(methodName, ids) {
-    return "- {method: " + methodName + ", merge: [" + ids.join(", ") + "]}";
+    return "- {method: " + methodName + ", merge: [" + ids.join(", ") + "]" + runTail(methodName);
   }
 
   function junkLine(methodName, id) {
-    return "- {method: " + methodName + ", junk: " + id + "}";
+    return "- {method: " + methodName + ", junk: " + id + runTail(methodName);
+  }
+
+  /* The overview's notice: the lines of clusters.yaml written for other clusters than this run's,
+     carried to this run's clusters or set aside. */
+  function movedNotice() {
+    var moved = store.run.moved || [];
+    var box = $("moved");
+    if (!box || !moved.length) return;
+    var carried = moved.filter(function (o) { return o.status === "carried"; });
+    var aside = moved.filter(function (o) { return o.status !== "carried"; });
+    var head = [];
+    if (carried.length) head.push(carried.length + (carried.length === 1 ? " line" : " lines") + " carried to this run's clusters");
+    if (aside.length) head.push(aside.length + (aside.length === 1 ? " line" : " lines") + " set aside (not applied)");
+    box.textContent = "";
+    box.appendChild(el("h2", {}, [el("code", {text: "clusters.yaml"}), ": " + head.join(", ")]));
+    box.appendChild(el("p", {class: "muted", text: "These lines were written for other clusters than this run's " +
+      "(the seed, K, the images or a setting changed since). A line is carried to the cluster that holds most " +
+      "of its cluster's images when that cluster is mostly those images; otherwise it is set aside, and you " +
+      "decide where it belongs."}));
+    function item(o) {
+      var node = el("li", {class: o.status === "carried" ? "carried" : "aside"}, [
+        el("span", {class: "where", text: o.where + " "}), el("code", {text: o.line}), " ",
+        el("strong", {text: o.status === "carried" ? "carried" : "set aside"}), o.detail ? ": " + o.detail : ""
+      ]);
+      if (o.rewrite) {
+        node.appendChild(el("br"));
+        node.appendChild(el("span", {class: "muted", text: "for this run: "}));
+        node.appendChild(el("code", {class: "paste", title: "paste this in place of the old line", text: o.rewrite}));
+      }
+      return node;
+    }
+    // the lines set aside need a person: always shown; many carried lines fold away
+    if (aside.length) box.appendChild(el("ul", {class: "aside-list"}, aside.map(item)));
+    if (carried.length) {
+      var list = el("ul", {class: "carried-list"}, carried.map(item));
+      var rewrites = carried.filter(function (o) { return o.rewrite; }).map(function (o) { return o.rewrite; });
+      var all = rewrites.length > 1 ? el("div", {class: "rewrites"}, [
+        el("span", {class: "muted", text: "the carried lines written for this run, to paste in place of theirs:"}),
+        el("pre", {class: "paste", text: rewrites.join("\n")})]) : null;
+      if (carried.length > 3) {
+        box.appendChild(el("details", {}, [el("summary", {text: "the " + carried.length + " lines carried"}), list, all]));
+      } else {
+        box.appendChild(list);
+        if (all) box.appendChild(all);
+      }
+    }
+    box.hidden = false;
   }
 
   /* Rename (and, on a cluster page, merge) a cluster: the line for clusters.yaml follows the inputs. */
@@ -361,6 +415,7 @@ var LAIC = (function () {
     }
 
     window.addEventListener("hashchange", render);
+    movedNotice();
     render();
   }
 
