@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from typing import Callable, Sequence
@@ -115,6 +116,7 @@ def encode_images(
         pin_memory=bundle.device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=_worker_ignores_interrupts if num_workers > 0 else None,
     )
     model = bundle.model
     dim = image_embedding_dim(bundle)
@@ -157,6 +159,13 @@ def encode_images(
     print(f"{desc}: encoded {encoded} images{skipped} in {seconds:.1f}s "
           f"({encoded / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
     return failures
+
+
+def _worker_ignores_interrupts(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: the stage unwinds and stops its workers itself. A worker
+    that took the signal as well printed a traceback of its own (from its fd-sharing thread) beside the
+    stage's one line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def unreadable_message(split: ImageSplit, unreadable: list[tuple[int, str]], skip_hint: str,
