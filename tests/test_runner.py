@@ -181,6 +181,7 @@ INTERRUPTED_STAGE = textwrap.dedent("""
     sys.path.insert(0, {project!r})
     from stages import runner  # under dvc (DVC_STAGE), this already handles Ctrl-C
     from torch.utils.data import DataLoader, Dataset
+    from laic_core.data.encode import worker_ignores_interrupts  # what embed's workers do
 
     class Slow(Dataset):
         def __len__(self):
@@ -194,7 +195,8 @@ INTERRUPTED_STAGE = textwrap.dedent("""
 
     @app.command()
     def main(out: str) -> None:
-        for n, batch in enumerate(DataLoader(Slow(), batch_size=4, num_workers=1)):
+        loader = DataLoader(Slow(), batch_size=4, num_workers=1, worker_init_fn=worker_ignores_interrupts)
+        for n, batch in enumerate(loader):
             if n == 3:
                 open(out + ".encoding", "w").close()
 

@@ -116,7 +116,7 @@ def encode_images(
         pin_memory=bundle.device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
-        worker_init_fn=_worker_ignores_interrupts if num_workers > 0 else None,
+        worker_init_fn=worker_ignores_interrupts if num_workers > 0 else None,
     )
     model = bundle.model
     dim = image_embedding_dim(bundle)
@@ -161,7 +161,7 @@ def encode_images(
     return failures
 
 
-def _worker_ignores_interrupts(worker_id: int) -> None:
+def worker_ignores_interrupts(worker_id: int) -> None:
     """Ctrl-C reaches the whole process group: the stage unwinds and stops its workers itself. A worker
     that took the signal as well printed a traceback of its own (from its fd-sharing thread) beside the
     stage's one line."""
